@@ -1,0 +1,137 @@
+//! The records the domain works with. Times are Unix seconds.
+
+use uuid::Uuid;
+
+/// A user as every part of the system may see it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub username: String,
+    pub fullname: String,
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+/// A user together with the stored password hash, for login and password change.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub username: String,
+    pub fullname: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// Fields a user may change about themselves; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub fullname: Option<String>,
+}
+
+/// One login on one device. Its refresh tokens form one family, numbered by
+/// `counter`: only the token carrying the current counter rotates the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub counter: u64,
+    /// When `counter` last moved (the grace window is measured from here).
+    pub rotated_at: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Session {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.idle_expires_at && now < self.absolute_expires_at
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub created_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Why a session was revoked; kept for the audit trail and the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    Logout,
+    LogoutOthers,
+    LogoutGlobal,
+    PasswordChanged,
+    RefreshReuse,
+    UserRequest,
+    Operator,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::LogoutOthers => "logout_others",
+            RevokeReason::LogoutGlobal => "logout_global",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::RefreshReuse => "refresh_token_reused",
+            RevokeReason::UserRequest => "user_request",
+            RevokeReason::Operator => "operator",
+        }
+    }
+}
+
+/// A session id that was revoked, and the time until which access tokens issued
+/// for it may still be presented somewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub cursor: i64,
+    pub session_id: Uuid,
+    pub until: i64,
+}
+
+/// A signing key as stored: the private part is PKCS#8 DER (sealed when a master
+/// key is configured), bound to exactly one algorithm.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_der: Vec<u8>,
+    pub created_at: i64,
+    /// The key signs from this time on (it is published from `created_at`).
+    pub activates_at: i64,
+    /// When set, the key no longer signs; it stays published until `expires_at`.
+    pub retired_at: Option<i64>,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}

@@ -1,0 +1,83 @@
+//! What the domain needs from storage. SQLite and PostgreSQL both fill [`Store`];
+//! handlers depend on the trait only.
+
+use crate::model::*;
+use crate::validate::LoginKey;
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; names the field (`email`, `username`).
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached or is overloaded; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Users
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>>;
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    async fn update_user(&self, id: Uuid, patch: UserPatch) -> StoreResult<User>;
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()>;
+
+    // Sessions
+    async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
+    /// The session and its user's record, read together.
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, User)>>;
+    /// Compare-and-set: moves `counter` from `from` to `from + 1` only if the session
+    /// still holds `from` and is not revoked. Returns whether this call won.
+    async fn rotate_session(
+        &self,
+        id: Uuid,
+        from: u64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool>;
+    /// Revokes one session; `feed_until` is how long it stays in the revocation feed.
+    /// Returns false if it was already revoked or does not exist.
+    async fn revoke_session(
+        &self,
+        id: Uuid,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<bool>;
+    /// Revokes every live session of a user except `keep`; returns the ids revoked.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Live (unrevoked, unexpired) sessions of a user, newest first.
+    async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>>;
+    /// Revocations after `cursor` still inside their feed window, oldest first.
+    async fn revocations_since(
+        &self,
+        cursor: i64,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Revocation>>;
+
+    // Keys
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+
+    // Audit
+    async fn record_audit(&self, event: AuditEvent) -> StoreResult<()>;
+}
