@@ -1,1 +1,10 @@
+//! Access tokens as JWTs (SPEC §4.1): signing keys bound to one algorithm each,
+//! the published JWKS, and the one strict verification preset shared by the
+//! server and the resource-server crate.
 
+mod header;
+mod keys;
+mod verify;
+
+pub use keys::{Algorithm, KeyError, KeySet, LoadedKey, generate_key, hs256_key};
+pub use verify::{AccessClaims, Audience, TokenError, VerifyOptions, MAX_TOKEN_BYTES};
