@@ -1,0 +1,409 @@
+//! SQLite: one writer connection (SQLite serialises writers anyway) and a small
+//! pool of readers, in WAL mode so readers never wait for the writer.
+
+use crate::map_err;
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlSafeStr};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+use tessera_core::model::*;
+use tessera_core::store::StoreResult;
+use tessera_core::validate::LoginKey;
+use tessera_core::{Store, StoreError};
+use uuid::Uuid;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect(),
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or a plain
+    /// path) and brings its schema up to date.
+    pub async fn open(url: &str, readers: u32) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await
+            .map_err(map_err)?;
+        migrator().run(&writer).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(map_err)?;
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn uuid(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Other(format!("corrupt id `{s}` in database")))
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: uuid(row.try_get("id").map_err(map_err)?)?,
+        email: row.try_get("email").map_err(map_err)?,
+        username: row.try_get("username").map_err(map_err)?,
+        fullname: row.try_get("fullname").map_err(map_err)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        disabled: row.try_get::<i64, _>("disabled").map_err(map_err)? != 0,
+    })
+}
+
+fn record_from(row: &SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord { user: user_from(row)?, password_hash: row.try_get("password_hash").map_err(map_err)? })
+}
+
+fn session_from(row: &SqliteRow) -> StoreResult<Session> {
+    let g = |c: &str| row.try_get::<i64, _>(c).map_err(map_err);
+    Ok(Session {
+        id: uuid(row.try_get("sid").map_err(map_err)?)?,
+        user_id: uuid(row.try_get("user_id").map_err(map_err)?)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        counter: g("counter")? as u64,
+        rotated_at: g("rotated_at")?,
+        created_at: g("s_created_at")?,
+        last_used_at: g("last_used_at")?,
+        idle_expires_at: g("idle_expires_at")?,
+        absolute_expires_at: g("absolute_expires_at")?,
+        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+        user_agent: row.try_get("user_agent").map_err(map_err)?,
+        ip: row.try_get("ip").map_err(map_err)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: NewUser) -> StoreResult<User> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.email)
+        .bind(tessera_core::validate::email_key(&u.email))
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .bind(u.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(User {
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            fullname: u.fullname,
+            created_at: u.created_at,
+            disabled: false,
+        })
+    }
+
+    async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>> {
+        let (sql, value) = match key {
+            LoginKey::Email(e) => (user_query("email_key"), e),
+            LoginKey::Username(u) => (user_query("username"), u),
+        };
+        let row = sqlx::query(sql).bind(value).fetch_optional(&self.reader).await.map_err(map_err)?;
+        row.as_ref().map(record_from).transpose()
+    }
+
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(user_query("id"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(record_from).transpose()
+    }
+
+    async fn update_user(&self, id: Uuid, p: UserPatch) -> StoreResult<User> {
+        let key = p.email.as_deref().map(tessera_core::validate::email_key);
+        let row = sqlx::query(
+            "UPDATE users SET email = COALESCE(?, email), email_key = COALESCE(?, email_key), \
+             username = COALESCE(?, username), fullname = COALESCE(?, fullname), updated_at = unixepoch() \
+             WHERE id = ? RETURNING id, email, username, fullname, created_at, disabled",
+        )
+        .bind(p.email)
+        .bind(key)
+        .bind(p.username)
+        .bind(p.fullname)
+        .bind(id.to_string())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()?.ok_or(StoreError::NotFound)
+    }
+
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
+        let r = sqlx::query("UPDATE users SET password_hash = ?, updated_at = unixepoch() WHERE id = ?")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
+             idle_expires_at, absolute_expires_at, user_agent, ip) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(&s.client_id)
+        .bind(s.created_at)
+        .bind(s.created_at)
+        .bind(s.created_at)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(Session {
+            id: s.id,
+            user_id: s.user_id,
+            client_id: s.client_id,
+            counter: 0,
+            rotated_at: s.created_at,
+            created_at: s.created_at,
+            last_used_at: s.created_at,
+            idle_expires_at: s.idle_expires_at,
+            absolute_expires_at: s.absolute_expires_at,
+            revoked_at: None,
+            user_agent: s.user_agent,
+            ip: s.ip,
+        })
+    }
+
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, User)>> {
+        let row = sqlx::query(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
+             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        match row {
+            Some(r) => Ok(Some((session_from(&r)?, user_from(&r)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn rotate_session(&self, id: Uuid, from: u64, now: i64, idle_expires_at: i64) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE sessions SET counter = counter + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ? \
+             WHERE id = ? AND counter = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(idle_expires_at)
+        .bind(id.to_string())
+        .bind(from as i64)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn revoke_session(&self, id: Uuid, now: i64, reason: RevokeReason, feed_until: i64) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let r = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let revoked = r.rows_affected() == 1;
+        if revoked {
+            sqlx::query("INSERT INTO revocations (session_id, until) VALUES (?, ?)")
+                .bind(id.to_string())
+                .bind(feed_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<Vec<Uuid>> {
+        let keep = keep.map(|k| k.to_string()).unwrap_or_default();
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let rows = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoke_reason = ? \
+             WHERE user_id = ? AND id != ? AND revoked_at IS NULL AND absolute_expires_at > ? RETURNING id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id.to_string())
+        .bind(&keep)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id").map_err(map_err)?;
+            sqlx::query("INSERT INTO revocations (session_id, until) VALUES (?, ?)")
+                .bind(&id)
+                .bind(feed_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            ids.push(uuid(&id)?);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
+    }
+
+    async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip \
+             FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
+             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
+        )
+        .bind(user_id.to_string())
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn revocations_since(&self, cursor: i64, now: i64, limit: u32) -> StoreResult<Vec<Revocation>> {
+        let rows = sqlx::query(
+            "SELECT seq, session_id, until FROM revocations WHERE seq > ? AND until > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(cursor)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    cursor: r.try_get("seq").map_err(map_err)?,
+                    session_id: uuid(r.try_get("session_id").map_err(map_err)?)?,
+                    until: r.try_get("until").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_der, created_at, activates_at, retired_at FROM signing_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(map_err)?,
+                    alg: r.try_get("alg").map_err(map_err)?,
+                    private_der: r.try_get("private_der").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                    activates_at: r.try_get("activates_at").map_err(map_err)?,
+                    retired_at: r.try_get("retired_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_key(&self, k: StoredKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.private_der)
+        .bind(k.created_at)
+        .bind(k.activates_at)
+        .bind(k.retired_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, e: AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(e.user_id.map(|u| u.to_string()))
+        .bind(e.session_id.map(|u| u.to_string()))
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+/// The user lookup by one column; the column names are fixed strings, never input.
+fn user_query(column: &str) -> &'static str {
+    match column {
+        "email_key" => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE email_key = ?",
+        "username" => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE username = ?",
+        _ => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE id = ?",
+    }
+}
