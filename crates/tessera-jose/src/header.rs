@@ -43,12 +43,18 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
 }
 
 /// Decodes a base64url JSON object, refusing duplicate member names.
-pub(crate) fn unique_object(b64: &str, max: usize) -> Result<BTreeMap<String, Value>, &'static str> {
+pub(crate) fn unique_object(
+    b64: &str,
+    max: usize,
+) -> Result<BTreeMap<String, Value>, &'static str> {
     if b64.len() > max * 4 / 3 + 4 {
         return Err("token part too large");
     }
-    let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| "token part is not base64url")?;
-    let obj: UniqueObject = serde_json::from_slice(&bytes).map_err(|_| "token part is not a JSON object with unique members")?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| "token part is not base64url")?;
+    let obj: UniqueObject = serde_json::from_slice(&bytes)
+        .map_err(|_| "token part is not a JSON object with unique members")?;
     Ok(obj.0)
 }
 
@@ -57,12 +63,24 @@ pub(crate) fn parse(b64: &str) -> Result<Header, &'static str> {
     if FORBIDDEN.iter().any(|k| h.contains_key(*k)) {
         return Err("token header names a key source or extension that is not accepted");
     }
-    let typ = h.get("typ").and_then(Value::as_str).ok_or("token type (typ) must be at+jwt")?;
+    let typ = h
+        .get("typ")
+        .and_then(Value::as_str)
+        .ok_or("token type (typ) must be at+jwt")?;
     let typ = typ.to_ascii_lowercase();
     if typ != "at+jwt" && typ != "application/at+jwt" {
         return Err("token type (typ) must be at+jwt");
     }
-    let alg = h.get("alg").and_then(Value::as_str).ok_or("token has no algorithm")?;
-    let kid = h.get("kid").and_then(Value::as_str).ok_or("token has no key id (kid)")?;
-    Ok(Header { alg: alg.to_string(), kid: kid.to_string() })
+    let alg = h
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or("token has no algorithm")?;
+    let kid = h
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or("token has no key id (kid)")?;
+    Ok(Header {
+        alg: alg.to_string(),
+        kid: kid.to_string(),
+    })
 }

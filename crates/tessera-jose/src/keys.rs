@@ -1,10 +1,11 @@
 //! Signing keys: generation, loading from their stored form, JWKS publication.
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
 };
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::{digest, hmac, rsa};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +25,12 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 4] = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256, Algorithm::HS256];
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::EdDSA,
+        Algorithm::ES256,
+        Algorithm::RS256,
+        Algorithm::HS256,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,7 +63,11 @@ impl FromStr for Algorithm {
         Algorithm::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| KeyError(format!("unknown signing algorithm `{s}`; accepted: EdDSA, ES256, RS256, HS256")))
+            .ok_or_else(|| {
+                KeyError(format!(
+                    "unknown signing algorithm `{s}`; accepted: EdDSA, ES256, RS256, HS256"
+                ))
+            })
     }
 }
 
@@ -69,7 +79,7 @@ enum Signer {
     Ed25519(Ed25519KeyPair),
     Es256(EcdsaKeyPair),
     Rs256(RsaKeyPair),
-    Hs256(hmac::Key),
+    Hs256(Box<hmac::Key>),
 }
 
 /// A key ready to sign and verify. Parsed once; signing reuses the parsed key.
@@ -88,7 +98,10 @@ pub struct LoadedKey {
 
 impl fmt::Debug for LoadedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,18 +122,25 @@ fn key_err<E: fmt::Debug>(what: &'static str) -> impl FnOnce(E) -> KeyError {
 pub fn generate_key(alg: Algorithm, now: i64, activates_at: i64) -> Result<StoredKey, KeyError> {
     let rng = SystemRandom::new();
     let der: Vec<u8> = match alg {
-        Algorithm::EdDSA => {
-            Ed25519KeyPair::generate_pkcs8(&rng).map_err(key_err("Ed25519 key generation"))?.as_ref().to_vec()
-        }
+        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(key_err("Ed25519 key generation"))?
+            .as_ref()
+            .to_vec(),
         Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(key_err("P-256 key generation"))?
             .as_ref()
             .to_vec(),
         Algorithm::RS256 => {
-            let kp = RsaKeyPair::generate(rsa::KeySize::Rsa2048).map_err(key_err("RSA key generation"))?;
-            kp.as_der().map_err(key_err("RSA key encoding"))?.as_ref().to_vec()
+            let kp = RsaKeyPair::generate(rsa::KeySize::Rsa2048)
+                .map_err(key_err("RSA key generation"))?;
+            kp.as_der()
+                .map_err(key_err("RSA key encoding"))?
+                .as_ref()
+                .to_vec()
         }
-        Algorithm::HS256 => return Err(KeyError("HS256 keys come from ACCESS_TOKEN_SECRET".into())),
+        Algorithm::HS256 => {
+            return Err(KeyError("HS256 keys come from ACCESS_TOKEN_SECRET".into()));
+        }
     };
     let loaded = LoadedKey::from_private(alg, &der, String::new(), now, None)?;
     Ok(StoredKey {
@@ -143,14 +163,16 @@ pub fn hs256_key(secret: &[u8]) -> LoadedKey {
         alg: Algorithm::HS256,
         activates_at: 0,
         retired_at: None,
-        signer: Signer::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+        signer: Signer::Hs256(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
         decoding: DecodingKey::from_secret(secret),
         jwk: None,
     }
 }
 
 fn header_b64(alg: Algorithm, kid: &str) -> String {
-    b64(json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid}).to_string().as_bytes())
+    b64(json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid})
+        .to_string()
+        .as_bytes())
 }
 
 impl LoadedKey {
@@ -167,18 +189,28 @@ impl LoadedKey {
                 let kp = Ed25519KeyPair::from_pkcs8(der).map_err(key_err("stored Ed25519 key"))?;
                 let x = b64(kp.public_key().as_ref());
                 let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-                (Signer::Ed25519(kp), json!({"kty": "OKP", "crv": "Ed25519", "x": x}), canonical)
+                (
+                    Signer::Ed25519(kp),
+                    json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+                    canonical,
+                )
             }
             Algorithm::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                     .map_err(key_err("stored P-256 key"))?;
                 let point = kp.public_key().as_ref();
                 if point.len() != 65 {
-                    return Err(KeyError("stored P-256 key has an unexpected public point".into()));
+                    return Err(KeyError(
+                        "stored P-256 key has an unexpected public point".into(),
+                    ));
                 }
                 let (x, y) = (b64(&point[1..33]), b64(&point[33..]));
                 let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-                (Signer::Es256(kp), json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}), canonical)
+                (
+                    Signer::Es256(kp),
+                    json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+                    canonical,
+                )
             }
             Algorithm::RS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der).map_err(key_err("stored RSA key"))?;
@@ -189,13 +221,23 @@ impl LoadedKey {
                 let pk = rsa::PublicKeyComponents::<Vec<u8>>::from(public);
                 let (n, e) = (b64(&pk.n), b64(&pk.e));
                 let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-                (Signer::Rs256(kp), json!({"kty": "RSA", "n": n, "e": e}), canonical)
+                (
+                    Signer::Rs256(kp),
+                    json!({"kty": "RSA", "n": n, "e": e}),
+                    canonical,
+                )
             }
             Algorithm::HS256 => return Err(KeyError("HS256 keys are not stored".into())),
         };
-        let kid = if kid.is_empty() { thumbprint(&canonical) } else { kid };
-        let decoding = DecodingKey::from_jwk(&serde_json::from_value(jwk.clone()).map_err(key_err("public JWK"))?)
-            .map_err(key_err("public key"))?;
+        let kid = if kid.is_empty() {
+            thumbprint(&canonical)
+        } else {
+            kid
+        };
+        let decoding = DecodingKey::from_jwk(
+            &serde_json::from_value(jwk.clone()).map_err(key_err("public JWK"))?,
+        )
+        .map_err(key_err("public key"))?;
         let obj = jwk.as_object_mut().expect("built as an object above");
         obj.insert("kid".into(), Value::String(kid.clone()));
         obj.insert("alg".into(), Value::String(alg.as_str().into()));
@@ -214,7 +256,13 @@ impl LoadedKey {
 
     pub fn from_stored(stored: &StoredKey) -> Result<Self, KeyError> {
         let alg: Algorithm = stored.alg.parse()?;
-        Self::from_private(alg, &stored.private_der, stored.kid.clone(), stored.activates_at, stored.retired_at)
+        Self::from_private(
+            alg,
+            &stored.private_der,
+            stored.kid.clone(),
+            stored.activates_at,
+            stored.retired_at,
+        )
     }
 
     /// Signs `claims` as a compact JWS with this key's fixed header.
@@ -227,10 +275,15 @@ impl LoadedKey {
         let rng = SystemRandom::new();
         let sig: Vec<u8> = match &self.signer {
             Signer::Ed25519(kp) => kp.sign(out.as_bytes()).as_ref().to_vec(),
-            Signer::Es256(kp) => kp.sign(&rng, out.as_bytes()).map_err(key_err("ES256 signing"))?.as_ref().to_vec(),
+            Signer::Es256(kp) => kp
+                .sign(&rng, out.as_bytes())
+                .map_err(key_err("ES256 signing"))?
+                .as_ref()
+                .to_vec(),
             Signer::Rs256(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&RSA_PKCS1_SHA256, &rng, out.as_bytes(), &mut sig).map_err(key_err("RS256 signing"))?;
+                kp.sign(&RSA_PKCS1_SHA256, &rng, out.as_bytes(), &mut sig)
+                    .map_err(key_err("RS256 signing"))?;
                 sig
             }
             Signer::Hs256(key) => hmac::sign(key, out.as_bytes()).as_ref().to_vec(),
@@ -250,7 +303,9 @@ pub struct KeySet {
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySet").field("signing_kid", &self.signing_kid).finish_non_exhaustive()
+        f.debug_struct("KeySet")
+            .field("signing_kid", &self.signing_kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,7 +322,11 @@ impl KeySet {
         let published: Vec<&Value> = keys.iter().filter_map(|k| k.jwk.as_ref()).collect();
         let jwks = json!({ "keys": published }).to_string();
         let keys = keys.into_iter().map(|k| (k.kid.clone(), k)).collect();
-        Ok(Self { keys, signing_kid, jwks })
+        Ok(Self {
+            keys,
+            signing_kid,
+            jwks,
+        })
     }
 
     pub fn signing_key(&self) -> &LoadedKey {

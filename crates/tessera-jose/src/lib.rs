@@ -7,4 +7,4 @@ mod keys;
 mod verify;
 
 pub use keys::{Algorithm, KeyError, KeySet, LoadedKey, generate_key, hs256_key};
-pub use verify::{AccessClaims, Audience, TokenError, VerifyOptions, MAX_TOKEN_BYTES};
+pub use verify::{AccessClaims, Audience, MAX_TOKEN_BYTES, TokenError, VerifyOptions};

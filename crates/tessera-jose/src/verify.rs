@@ -66,26 +66,40 @@ impl KeySet {
     /// Verifies an access token at time `now`: the algorithm bound to the key named
     /// by `kid` only, `typ` at+jwt, exact `iss`, our `aud`, `exp`/`iat`/`nbf` with
     /// leeway, `sub` and `sid` present, no `crit` and no key named by the header.
-    pub fn verify(&self, token: &str, opts: &VerifyOptions, now: i64) -> Result<AccessClaims, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        opts: &VerifyOptions,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
         use TokenError::Invalid;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Invalid("the access token is too large"));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(Invalid("the access token is not a signed JWT"));
         };
         let header = header::parse(h).map_err(Invalid)?;
-        let key = self.get(&header.kid).ok_or(Invalid("the access token was signed by an unknown key"))?;
+        let key = self
+            .get(&header.kid)
+            .ok_or(Invalid("the access token was signed by an unknown key"))?;
         if header.alg != key.alg.as_str() {
-            return Err(Invalid("the access token's algorithm does not match its key"));
+            return Err(Invalid(
+                "the access token's algorithm does not match its key",
+            ));
         }
         let mut v = jsonwebtoken::Validation::new(key.alg.jsonwebtoken());
         // Time claims are checked below against the injected clock.
         v.validate_exp = false;
         v.validate_nbf = false;
         v.leeway = 0;
-        v.required_spec_claims = ["exp", "iss", "aud", "sub"].iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+        v.required_spec_claims = ["exp", "iss", "aud", "sub"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<HashSet<_>>();
         v.set_issuer(&[&opts.issuer]);
         v.set_audience(&[&opts.audience]);
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map_err(|e| {
@@ -130,7 +144,11 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn opts() -> VerifyOptions {
-        VerifyOptions { issuer: "https://id.example".into(), audience: "api".into(), leeway: 30 }
+        VerifyOptions {
+            issuer: "https://id.example".into(),
+            audience: "api".into(),
+            leeway: 30,
+        }
     }
 
     fn claims() -> AccessClaims {
@@ -161,7 +179,12 @@ mod tests {
 
     fn forge(header: &str, payload: &str, sig: &[u8]) -> String {
         let e = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-        format!("{}.{}.{}", e(header.as_bytes()), e(payload.as_bytes()), e(sig))
+        format!(
+            "{}.{}.{}",
+            e(header.as_bytes()),
+            e(payload.as_bytes()),
+            e(sig)
+        )
     }
 
     #[test]
@@ -170,7 +193,10 @@ mod tests {
             let ks = set(alg);
             let t = ks.signing_key().sign(&claims()).unwrap();
             assert_eq!(ks.verify(&t, &opts(), NOW).unwrap(), claims(), "{alg}");
-            assert_eq!(ks.verify(&t, &opts(), NOW + 900 + 30), Err(TokenError::Expired));
+            assert_eq!(
+                ks.verify(&t, &opts(), NOW + 900 + 30),
+                Err(TokenError::Expired)
+            );
             assert!(ks.verify(&t, &opts(), NOW + 900 + 29).is_ok());
         }
     }
@@ -219,9 +245,19 @@ mod tests {
         ] {
             let header = header.replace("\"K\"", &format!("\"{kid}\""));
             let t = forge(&header, &body, b"sig");
-            assert!(matches!(ks.verify(&t, &opts(), NOW), Err(TokenError::Invalid(_))), "{header}");
+            assert!(
+                matches!(ks.verify(&t, &opts(), NOW), Err(TokenError::Invalid(_))),
+                "{header}"
+            );
         }
-        for junk in ["", ".", "..", "a.b.c", "a.b.c.d", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
+        for junk in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "a.b.c.d",
+            &"x".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
             assert!(ks.verify(junk, &opts(), NOW).is_err());
         }
     }

@@ -1,1 +1,151 @@
+//! The HTTP edge of Tessera (axum): routes, extractors, cookies, CSRF, and the one
+//! mapping from errors to HTTP responses. Rules live in `tessera-core`; this crate
+//! applies them to requests.
 
+mod cookies;
+mod error;
+mod extract;
+pub mod hashing;
+mod keys;
+mod routes;
+mod tokens;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tessera_core::{Clock, RefreshPolicy, RefreshTokenCodec, Store};
+use tessera_jose::{Algorithm, KeySet, VerifyOptions};
+
+pub use cookies::CookieNames;
+pub use error::{ApiError, ApiResult};
+pub use hashing::HashSettings;
+pub use keys::load_key_set;
+
+/// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileClaims {
+    pub email: bool,
+    pub username: bool,
+    pub fullname: bool,
+}
+
+impl Default for ProfileClaims {
+    fn default() -> Self {
+        Self {
+            email: true,
+            username: true,
+            fullname: true,
+        }
+    }
+}
+
+/// Everything the HTTP layer needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub issuer: String,
+    pub audience: String,
+    /// Seconds.
+    pub access_ttl: i64,
+    pub refresh_idle: i64,
+    pub session_max: i64,
+    pub refresh_grace: i64,
+    pub leeway: i64,
+    pub profile_claims: ProfileClaims,
+    pub signing_alg: Algorithm,
+    pub cookie_secure: bool,
+    /// Origins (besides our own) allowed to make cookie-authenticated writes.
+    pub trusted_origins: Vec<String>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub client_id: String,
+}
+
+impl Settings {
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        RefreshPolicy {
+            idle_lifetime: self.refresh_idle,
+            grace: self.refresh_grace,
+        }
+    }
+    pub fn verify_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            leeway: self.leeway,
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub keys: RwLock<Arc<KeySet>>,
+    pub refresh_codec: RefreshTokenCodec,
+    pub hasher: hashing::PasswordHasher,
+    pub cookies: CookieNames,
+    verify_options: VerifyOptions,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        keys: KeySet,
+        refresh_secret: &[u8],
+        hash: HashSettings,
+    ) -> Result<Arc<Self>, String> {
+        let cookies = CookieNames::new(
+            settings.issuer.starts_with("https://"),
+            settings.cookie_secure,
+        );
+        Ok(Arc::new(Self {
+            store,
+            clock,
+            verify_options: settings.verify_options(),
+            settings,
+            keys: RwLock::new(Arc::new(keys)),
+            refresh_codec: RefreshTokenCodec::new(refresh_secret),
+            hasher: hashing::PasswordHasher::new(hash)?,
+            cookies,
+        }))
+    }
+
+    pub fn key_set(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.settings.body_limit;
+    let timeout = state.settings.request_timeout;
+    routes::router()
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -20,10 +20,13 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 StoreError::Conflict("id")
             }
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) if db.message().contains("locked") || db.message().contains("busy") => {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db)
+            if db.message().contains("locked") || db.message().contains("busy") =>
+        {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Other(e.to_string()),

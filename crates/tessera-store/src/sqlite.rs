@@ -4,7 +4,10 @@
 use crate::map_err;
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, SqlSafeStr};
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -15,7 +18,11 @@ use tessera_core::validate::LoginKey;
 use tessera_core::{Store, StoreError};
 use uuid::Uuid;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+)];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -27,7 +34,15 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
-            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    Cow::Borrowed(*d),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
             .collect(),
     )
 }
@@ -49,7 +64,10 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
-        migrator().run(&writer).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -81,7 +99,10 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
 }
 
 fn record_from(row: &SqliteRow) -> StoreResult<UserRecord> {
-    Ok(UserRecord { user: user_from(row)?, password_hash: row.try_get("password_hash").map_err(map_err)? })
+    Ok(UserRecord {
+        user: user_from(row)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+    })
 }
 
 fn session_from(row: &SqliteRow) -> StoreResult<Session> {
@@ -105,7 +126,10 @@ fn session_from(row: &SqliteRow) -> StoreResult<Session> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -140,7 +164,11 @@ impl Store for SqliteStore {
             LoginKey::Email(e) => (user_query("email_key"), e),
             LoginKey::Username(u) => (user_query("username"), u),
         };
-        let row = sqlx::query(sql).bind(value).fetch_optional(&self.reader).await.map_err(map_err)?;
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
         row.as_ref().map(record_from).transpose()
     }
 
@@ -168,17 +196,26 @@ impl Store for SqliteStore {
         .fetch_optional(&self.writer)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose()?.ok_or(StoreError::NotFound)
+        row.as_ref()
+            .map(user_from)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
-        let r = sqlx::query("UPDATE users SET password_hash = ?, updated_at = unixepoch() WHERE id = ?")
-            .bind(hash)
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = ?, updated_at = unixepoch() WHERE id = ?",
+        )
+        .bind(hash)
+        .bind(id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
@@ -232,7 +269,13 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn rotate_session(&self, id: Uuid, from: u64, now: i64, idle_expires_at: i64) -> StoreResult<bool> {
+    async fn rotate_session(
+        &self,
+        id: Uuid,
+        from: u64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE sessions SET counter = counter + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ? \
              WHERE id = ? AND counter = ? AND revoked_at IS NULL",
@@ -248,7 +291,13 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn revoke_session(&self, id: Uuid, now: i64, reason: RevokeReason, feed_until: i64) -> StoreResult<bool> {
+    async fn revoke_session(
+        &self,
+        id: Uuid,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
         let r = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now)
@@ -323,7 +372,12 @@ impl Store for SqliteStore {
         rows.iter().map(session_from).collect()
     }
 
-    async fn revocations_since(&self, cursor: i64, now: i64, limit: u32) -> StoreResult<Vec<Revocation>> {
+    async fn revocations_since(
+        &self,
+        cursor: i64,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Revocation>> {
         let rows = sqlx::query(
             "SELECT seq, session_id, until FROM revocations WHERE seq > ? AND until > ? ORDER BY seq LIMIT ?",
         )
@@ -402,8 +456,14 @@ impl Store for SqliteStore {
 /// The user lookup by one column; the column names are fixed strings, never input.
 fn user_query(column: &str) -> &'static str {
     match column {
-        "email_key" => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE email_key = ?",
-        "username" => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE username = ?",
-        _ => "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE id = ?",
+        "email_key" => {
+            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE email_key = ?"
+        }
+        "username" => {
+            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE username = ?"
+        }
+        _ => {
+            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE id = ?"
+        }
     }
 }

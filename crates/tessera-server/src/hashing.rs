@@ -1,0 +1,123 @@
+//! Password hashing off the async runtime, on a bounded pool: at most `workers`
+//! hashes run at once and at most `queue` more wait; beyond that a request is
+//! refused at once (503) rather than queued without limit. Refresh and token
+//! verification never touch this pool.
+
+use crate::error::ApiError;
+use argon2::{Argon2, Params, PasswordHasher as _, PasswordVerifier as _};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy)]
+pub struct HashSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub workers: usize,
+    pub queue: usize,
+}
+
+impl Default for HashSettings {
+    /// OWASP's Argon2id recommendation: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            workers: 2,
+            queue: 32,
+        }
+    }
+}
+
+impl HashSettings {
+    /// Whether Argon2 accepts these parameters.
+    pub fn check(&self) -> Result<(), String> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub struct PasswordHasher {
+    params: Params,
+    admit: Arc<Semaphore>,
+    run: Arc<Semaphore>,
+    /// Hash checked for unknown users so that a miss costs what a hit costs.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    pub fn new(s: HashSettings) -> Result<Self, String> {
+        let params = Params::new(s.memory_kib, s.iterations, s.parallelism, None)
+            .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+        let dummy_hash = Argon2::from(&params)
+            .hash_password(b"tessera-dummy-password")
+            .map_err(|e| format!("cannot hash: {e}"))?
+            .to_string();
+        Ok(Self {
+            params,
+            admit: Arc::new(Semaphore::new(s.workers.max(1) + s.queue)),
+            run: Arc::new(Semaphore::new(s.workers.max(1))),
+            dummy_hash,
+        })
+    }
+
+    async fn on_pool<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _admitted = self
+            .admit
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::overloaded())?;
+        let _running = self
+            .run
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::overloaded())?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|_| ApiError::overloaded())
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let params = self.params.clone();
+        self.on_pool(move || {
+            Argon2::from(&params)
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await?
+        .map_err(|_| ApiError::bad_request("password cannot be hashed"))
+    }
+
+    /// Checks `password` against `hash`, or against a dummy hash when there is no
+    /// user, so both paths take the same time. Returns false for the dummy.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+        let real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
+        let ok = self
+            .on_pool(move || {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
+            .await?;
+        Ok(ok && real)
+    }
+
+    /// Whether a stored hash uses other parameters than the configured ones.
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        let p = &self.params;
+        let want = format!(
+            "$argon2id$v=19$m={},t={},p={}$",
+            p.m_cost(),
+            p.t_cost(),
+            p.p_cost()
+        );
+        !hash.starts_with(&want)
+    }
+}

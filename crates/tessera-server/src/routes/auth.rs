@@ -1,0 +1,457 @@
+//! Register, login, refresh and logout: the token lifecycle.
+
+use crate::AppState;
+use crate::cookies;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ClientInfo, OptionalJson, access_token, check_csrf};
+use crate::tokens::{Delivery, Issued, UserView};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use tessera_core::model::{AuditEvent, NewSession, NewUser, RevokeReason};
+use tessera_core::validate::{self, LoginKey};
+use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    email: String,
+    username: String,
+    password: String,
+    #[serde(default)]
+    fullname: Option<String>,
+}
+
+fn field(e: validate::InvalidField) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> ApiResult<Response> {
+    let email = validate::email(&body.email).map_err(field)?;
+    let username = validate::username(&body.username).map_err(field)?;
+    let fullname = validate::fullname(body.fullname.as_deref().unwrap_or("")).map_err(field)?;
+    validate::password(&body.password).map_err(field)?;
+    let password_hash = state.hasher.hash(body.password).await?;
+    let now = state.now();
+    let user = state
+        .store
+        .create_user(NewUser {
+            id: Uuid::now_v7(),
+            email,
+            username,
+            fullname,
+            password_hash,
+            created_at: now,
+        })
+        .await?;
+    state
+        .audit("register", Some(user.id), None, &client, None)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "user": UserView::from(&user) })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    #[serde(default)]
+    login: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    password: String,
+    #[serde(default)]
+    delivery: Delivery,
+}
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let login = body
+        .login
+        .or(body.email)
+        .or(body.username)
+        .ok_or_else(|| ApiError::bad_request("login is required (an email or a username)"))?;
+    if login.len() > 320 {
+        return Err(ApiError::bad_request("login is too long"));
+    }
+    if body
+        .password
+        .chars()
+        .nth(validate::PASSWORD_MAX_CHARS)
+        .is_some()
+    {
+        return Err(ApiError::bad_request(
+            "password: must be at most 128 characters",
+        ));
+    }
+    let (user, session) = state.password_login(&login, body.password, &client).await?;
+    let issued = state.issue(&session, &user, 0, session.created_at)?;
+    Ok(state.token_response(issued, body.delivery))
+}
+
+impl AppState {
+    /// Checks a login and password and opens a new session. Unknown users, wrong
+    /// passwords and disabled users all cost one hash and answer the same.
+    pub async fn password_login(
+        &self,
+        login: &str,
+        password: String,
+        client: &ClientInfo,
+    ) -> ApiResult<(User, Session)> {
+        let key = validate::login_key(login);
+        let record = match &key {
+            LoginKey::Email(e) if e.is_empty() => None,
+            _ => self.store.find_user_for_login(&key).await?,
+        };
+        let hash = record.as_ref().map(|r| r.password_hash.clone());
+        let verified = self.hasher.verify(password.clone(), hash).await?;
+        let record = match record {
+            Some(r) if verified && !r.user.disabled => r,
+            other => {
+                let uid = other.map(|r| r.user.id);
+                self.audit("login_failed", uid, None, client, None).await;
+                return Err(ApiError::invalid_credentials());
+            }
+        };
+        // Parameters changed since this hash was made: upgrade it while we hold the password.
+        if self.hasher.needs_rehash(&record.password_hash)
+            && let Ok(new_hash) = self.hasher.hash(password).await
+        {
+            let _ = self
+                .store
+                .set_password_hash(record.user.id, &new_hash)
+                .await;
+        }
+        let now = self.now();
+        let s = &self.settings;
+        let session = self
+            .store
+            .create_session(NewSession {
+                id: Uuid::now_v7(),
+                user_id: record.user.id,
+                client_id: s.client_id.clone(),
+                created_at: now,
+                idle_expires_at: now + s.refresh_idle.min(s.session_max),
+                absolute_expires_at: now + s.session_max,
+                user_agent: client.user_agent.clone(),
+                ip: client.ip.clone(),
+            })
+            .await?;
+        self.audit(
+            "login_ok",
+            Some(record.user.id),
+            Some(session.id),
+            client,
+            None,
+        )
+        .await;
+        Ok((record.user, session))
+    }
+
+    /// Applies the rotation rules (SPEC §4.3) to a presented refresh token.
+    /// A lost compare-and-set means another request rotated first: decide again on
+    /// the fresh state, which turns this request into a grace replay.
+    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> ApiResult<Issued> {
+        let token = self
+            .refresh_codec
+            .decode(presented)
+            .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
+        for _ in 0..4 {
+            let now = self.now();
+            let (session, user) = self
+                .store
+                .get_session(token.session_id)
+                .await?
+                .ok_or_else(|| ApiError::invalid_grant("the refresh token is invalid"))?;
+            match decide(
+                &session,
+                user.disabled,
+                token.counter,
+                now,
+                self.settings.refresh_policy(),
+            ) {
+                RefreshDecision::Rotate {
+                    from,
+                    idle_expires_at,
+                } => {
+                    if self
+                        .store
+                        .rotate_session(session.id, from, now, idle_expires_at)
+                        .await?
+                    {
+                        let rotated = Session {
+                            counter: from + 1,
+                            rotated_at: now,
+                            last_used_at: now,
+                            idle_expires_at,
+                            ..session
+                        };
+                        return self.issue(&rotated, &user, from + 1, now);
+                    }
+                }
+                RefreshDecision::ReplayWithinGrace { current } => {
+                    return self.issue(&session, &user, current, now);
+                }
+                RefreshDecision::ReuseDetected => {
+                    self.revoke(session.id, RevokeReason::RefreshReuse).await?;
+                    self.audit(
+                        "refresh_reuse",
+                        Some(user.id),
+                        Some(session.id),
+                        client,
+                        None,
+                    )
+                    .await;
+                    tracing::warn!(session = %session.id, "refresh token reuse detected; session revoked");
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "refresh_token_reused",
+                        "this refresh token was already used; the session has been revoked",
+                    ));
+                }
+                RefreshDecision::Rejected(reason) => {
+                    return Err(ApiError::invalid_grant(match reason {
+                        RejectReason::Revoked => "the session has been revoked",
+                        RejectReason::Expired => "the session has expired",
+                        RejectReason::UserDisabled => "the account is disabled",
+                        RejectReason::UnknownToken => "the refresh token is invalid",
+                    }));
+                }
+            }
+        }
+        Err(ApiError::overloaded())
+    }
+
+    /// How long a revoked session stays in the revocation feed: until the last
+    /// access token issued for it has expired everywhere.
+    pub fn feed_until(&self, now: i64) -> i64 {
+        now + self.settings.access_ttl + self.settings.leeway
+    }
+
+    pub async fn revoke(&self, sid: Uuid, reason: RevokeReason) -> ApiResult<bool> {
+        let now = self.now();
+        Ok(self
+            .store
+            .revoke_session(sid, now, reason, self.feed_until(now))
+            .await?)
+    }
+
+    /// Records an audit event; a failure to record is logged, never fatal.
+    pub async fn audit(
+        &self,
+        kind: &str,
+        user_id: Option<Uuid>,
+        session_id: Option<Uuid>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) {
+        let event = AuditEvent {
+            at: self.now(),
+            kind: kind.to_string(),
+            user_id,
+            session_id,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            detail,
+        };
+        if let Err(e) = self.store.record_audit(event).await {
+            tracing::warn!(error = %e, kind, "could not record audit event");
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct RefreshBody {
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    delivery: Option<Delivery>,
+}
+
+/// The refresh token from the body, else from the refresh cookie (CSRF-checked).
+fn refresh_token_from(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Option<String>,
+) -> ApiResult<Option<String>> {
+    if let Some(t) = body {
+        return Ok(Some(t));
+    }
+    match cookies::read(headers, &state.cookies.refresh) {
+        Some(t) => {
+            check_csrf(method, headers, state)?;
+            Ok(Some(t.to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+pub async fn refresh(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    client: ClientInfo,
+    OptionalJson(body): OptionalJson<RefreshBody>,
+) -> ApiResult<Response> {
+    let body = body.unwrap_or_default();
+    let token =
+        refresh_token_from(&state, &method, &headers, body.refresh_token)?.ok_or_else(|| {
+            ApiError::bad_request("refresh_token is required (in the body or the refresh cookie)")
+        })?;
+    let issued = state.refresh(&token, &client).await?;
+    Ok(state.token_response(issued, body.delivery.unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogoutScope {
+    #[default]
+    Local,
+    Others,
+    Global,
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogoutBody {
+    #[serde(default)]
+    scope: LogoutScope,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    client: ClientInfo,
+    OptionalJson(body): OptionalJson<LogoutBody>,
+) -> ApiResult<Response> {
+    let body = body.unwrap_or_default();
+    let now = state.now();
+    // Who is logging out: the access token's session, else the refresh token's.
+    let session: Option<Session> = match access_token(&headers, &state)? {
+        Some((token, via_cookie)) => {
+            if via_cookie {
+                check_csrf(&method, &headers, &state)?;
+            }
+            Some(state.authenticate(token, via_cookie).await?.session)
+        }
+        None => {
+            let token = refresh_token_from(&state, &method, &headers, body.refresh_token)?
+                .ok_or_else(|| {
+                    ApiError::invalid_token(
+                        "an access token or a refresh token is required to log out",
+                    )
+                })?;
+            let t = state
+                .refresh_codec
+                .decode(&token)
+                .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
+            let (session, user) = state
+                .store
+                .get_session(t.session_id)
+                .await?
+                .ok_or_else(|| ApiError::invalid_grant("the refresh token is invalid"))?;
+            match decide(
+                &session,
+                user.disabled,
+                t.counter,
+                now,
+                state.settings.refresh_policy(),
+            ) {
+                RefreshDecision::Rotate { .. } | RefreshDecision::ReplayWithinGrace { .. } => {
+                    Some(session)
+                }
+                RefreshDecision::ReuseDetected => {
+                    state.revoke(session.id, RevokeReason::RefreshReuse).await?;
+                    state
+                        .audit(
+                            "refresh_reuse",
+                            Some(user.id),
+                            Some(session.id),
+                            &client,
+                            None,
+                        )
+                        .await;
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "refresh_token_reused",
+                        "this refresh token was already used; the session has been revoked",
+                    ));
+                }
+                // Already over: logging out again is harmless and succeeds.
+                RefreshDecision::Rejected(_) if body.scope == LogoutScope::Local => None,
+                RefreshDecision::Rejected(_) => {
+                    return Err(ApiError::invalid_grant("the session has ended"));
+                }
+            }
+        }
+    };
+    if let Some(session) = &session {
+        let until = state.feed_until(now);
+        match body.scope {
+            LogoutScope::Local => {
+                state
+                    .store
+                    .revoke_session(session.id, now, RevokeReason::Logout, until)
+                    .await?;
+            }
+            LogoutScope::Others => {
+                state
+                    .store
+                    .revoke_user_sessions(
+                        session.user_id,
+                        Some(session.id),
+                        now,
+                        RevokeReason::LogoutOthers,
+                        until,
+                    )
+                    .await?;
+            }
+            LogoutScope::Global => {
+                state
+                    .store
+                    .revoke_user_sessions(
+                        session.user_id,
+                        None,
+                        now,
+                        RevokeReason::LogoutGlobal,
+                        until,
+                    )
+                    .await?;
+            }
+        }
+        let scope = match body.scope {
+            LogoutScope::Local => "local",
+            LogoutScope::Others => "others",
+            LogoutScope::Global => "global",
+        };
+        state
+            .audit(
+                "logout",
+                Some(session.user_id),
+                Some(session.id),
+                &client,
+                Some(format!("scope={scope}")),
+            )
+            .await;
+    }
+    let mut headers = HeaderMap::new();
+    if body.scope != LogoutScope::Others {
+        state.cookies.clear(&mut headers);
+    }
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}

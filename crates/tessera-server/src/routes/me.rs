@@ -1,0 +1,192 @@
+//! The signed-in user's own account: profile, password, sessions.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{AccessAuth, ApiJson, ClientInfo};
+use crate::tokens::{UserView, rfc3339};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tessera_core::model::{RevokeReason, UserPatch};
+use tessera_core::validate;
+use uuid::Uuid;
+
+fn field(e: validate::InvalidField) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+pub async fn get_me(auth: AccessAuth) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "user": UserView::from(&auth.user) }))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    fullname: Option<String>,
+}
+
+pub async fn patch_me(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let patch = UserPatch {
+        email: body
+            .email
+            .as_deref()
+            .map(validate::email)
+            .transpose()
+            .map_err(field)?,
+        username: body
+            .username
+            .as_deref()
+            .map(validate::username)
+            .transpose()
+            .map_err(field)?,
+        fullname: body
+            .fullname
+            .as_deref()
+            .map(validate::fullname)
+            .transpose()
+            .map_err(field)?,
+    };
+    let user = state.store.update_user(auth.user.id, patch).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "user": UserView::from(&user) }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> ApiResult<Response> {
+    validate::password(&body.new_password)
+        .map_err(|e| ApiError::bad_request(format!("new_{e}")))?;
+    if body
+        .current_password
+        .chars()
+        .nth(validate::PASSWORD_MAX_CHARS)
+        .is_some()
+    {
+        return Err(ApiError::forbidden("the current password is incorrect"));
+    }
+    let record = state
+        .store
+        .get_user(auth.user.id)
+        .await?
+        .ok_or_else(|| ApiError::invalid_token("no such user"))?;
+    if !state
+        .hasher
+        .verify(body.current_password, Some(record.password_hash))
+        .await?
+    {
+        state
+            .audit(
+                "password_change_failed",
+                Some(auth.user.id),
+                Some(auth.session.id),
+                &client,
+                None,
+            )
+            .await;
+        return Err(ApiError::forbidden("the current password is incorrect"));
+    }
+    let hash = state.hasher.hash(body.new_password).await?;
+    state.store.set_password_hash(auth.user.id, &hash).await?;
+    let now = state.now();
+    let revoked = state
+        .store
+        .revoke_user_sessions(
+            auth.user.id,
+            Some(auth.session.id),
+            now,
+            RevokeReason::PasswordChanged,
+            state.feed_until(now),
+        )
+        .await?;
+    let detail = Some(format!("revoked {} other sessions", revoked.len()));
+    state
+        .audit(
+            "password_changed",
+            Some(auth.user.id),
+            Some(auth.session.id),
+            &client,
+            detail,
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    created_at: String,
+    last_used_at: String,
+    expires_at: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    current: bool,
+}
+
+pub async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+) -> ApiResult<axum::Json<Vec<SessionView>>> {
+    let sessions = state
+        .store
+        .list_user_sessions(auth.user.id, state.now())
+        .await?;
+    Ok(axum::Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                id: s.id.to_string(),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                expires_at: rfc3339(s.idle_expires_at.min(s.absolute_expires_at)),
+                user_agent: s.user_agent,
+                ip: s.ip,
+                current: s.id == auth.session.id,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn delete_session(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let missing = || ApiError::not_found("no such session");
+    let sid = Uuid::parse_str(&id).map_err(|_| missing())?;
+    let (session, _) = state.store.get_session(sid).await?.ok_or_else(missing)?;
+    if session.user_id != auth.user.id || !session.is_active(state.now()) {
+        return Err(missing());
+    }
+    state.revoke(sid, RevokeReason::UserRequest).await?;
+    state
+        .audit(
+            "session_revoked",
+            Some(auth.user.id),
+            Some(sid),
+            &client,
+            None,
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

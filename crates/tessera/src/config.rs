@@ -1,0 +1,375 @@
+//! Configuration: flag > environment > `tessera.toml` > default (SPEC §3).
+//! Invalid values stop start-up with a message naming the setting.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tessera_core::Span;
+use tessera_jose::Algorithm;
+use tessera_server::ProfileClaims;
+
+/// Environment names the seed tutorials use, read without a prefix.
+const SEED_ENV: &[&str] = &[
+    "ACCESS_TOKEN_EXPIRY",
+    "REFRESH_TOKEN_EXPIRY",
+    "ACCESS_TOKEN_SECRET",
+    "REFRESH_TOKEN_SECRET",
+];
+
+/// Accepts a string or a number (environment values like `123` parse as numbers).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(f64),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|v| match v {
+        Raw::Text(s) => s,
+        Raw::Signed(i) => i.to_string(),
+        Raw::Unsigned(u) => u.to_string(),
+        Raw::Float(f) => f.to_string(),
+    }))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub database_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub issuer: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub audience: Option<String>,
+    pub access_token_expiry: Span,
+    pub refresh_token_expiry: Span,
+    pub session_max_lifetime: Span,
+    pub refresh_grace: Span,
+    pub leeway: Span,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub access_token_secret: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub refresh_token_secret: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub master_key: Option<String>,
+    pub signing_alg: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub access_token_claims: Option<String>,
+    pub cookie_secure: bool,
+    /// Comma-separated origins allowed to make cookie-authenticated requests.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub trusted_origins: Option<String>,
+    pub body_limit: usize,
+    pub request_timeout: Span,
+    pub database_pool_size: u32,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub hash_workers: usize,
+    pub hash_queue: usize,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let hash = tessera_server::HashSettings::default();
+        Self {
+            data_dir: PathBuf::from("./tessera-data"),
+            listen: "127.0.0.1:8080".parse().expect("valid default"),
+            database_url: None,
+            issuer: None,
+            audience: Some("tessera".into()),
+            access_token_expiry: Span::from_secs(15 * 60),
+            refresh_token_expiry: Span::from_secs(10 * 86_400),
+            session_max_lifetime: Span::from_secs(30 * 86_400),
+            refresh_grace: Span::from_secs(10),
+            leeway: Span::from_secs(30),
+            access_token_secret: None,
+            refresh_token_secret: None,
+            master_key: None,
+            signing_alg: "EdDSA".into(),
+            access_token_claims: Some("email,username,fullname".into()),
+            cookie_secure: true,
+            trusted_origins: None,
+            body_limit: 16 * 1024,
+            request_timeout: Span::from_secs(30),
+            database_pool_size: 8,
+            argon2_memory_kib: hash.memory_kib,
+            argon2_iterations: hash.iterations,
+            argon2_parallelism: hash.parallelism,
+            hash_workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            hash_queue: hash.queue,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the setting to lower layers.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// The settings, checked and turned into the types the rest of the program uses.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub server: tessera_server::Settings,
+    pub hash: tessera_server::HashSettings,
+    pub database_url: String,
+    pub hs256_secret: Option<Vec<u8>>,
+}
+
+fn bad(setting: &str, accepted: &str) -> String {
+    format!("invalid setting `{setting}`: {accepted}")
+}
+
+impl Config {
+    /// Reads the layers. `config_file` is `--config`; without it `tessera.toml` in the
+    /// working directory is read when present.
+    pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(format!("config file {} does not exist", path.display()));
+                }
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            None if Path::new("tessera.toml").exists() => {
+                fig = fig.merge(Toml::file_exact("tessera.toml"))
+            }
+            None => {}
+        }
+        let fig = fig
+            .merge(Env::raw().only(SEED_ENV))
+            .merge(Env::prefixed("TESSERA_"))
+            .merge(Serialized::defaults(flags));
+        fig.extract::<Config>().map_err(|e| {
+            let key = e.path.join(".");
+            let key = if key.is_empty() {
+                String::from("(configuration)")
+            } else {
+                key
+            };
+            format!("invalid setting `{key}`: {}", e.kind)
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tessera.db").display()))
+    }
+
+    pub fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| {
+            let mut addr = self.listen;
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                addr.set_ip([127, 0, 0, 1].into());
+                if addr.port() == 0 {
+                    addr.set_port(8080);
+                }
+            }
+            format!("http://{addr}")
+        })
+    }
+
+    pub fn validate(&self) -> Result<Validated, String> {
+        let positive = |name: &str, s: Span| {
+            if s.secs() == 0 {
+                Err(bad(name, "must be longer than 0 seconds"))
+            } else {
+                Ok(s.as_i64())
+            }
+        };
+        let access_ttl = positive("access_token_expiry", self.access_token_expiry)?;
+        let refresh_idle = positive("refresh_token_expiry", self.refresh_token_expiry)?;
+        let session_max = positive("session_max_lifetime", self.session_max_lifetime)?;
+        let issuer = self.issuer();
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) || issuer.len() < 9 {
+            return Err(bad("issuer", "must be an http:// or https:// URL"));
+        }
+        let audience = self.audience.clone().unwrap_or_default();
+        if audience.is_empty() {
+            return Err(bad("audience", "must not be empty"));
+        }
+        let hs256_secret = match &self.access_token_secret {
+            Some(s) if s.len() < 32 => {
+                return Err(bad("ACCESS_TOKEN_SECRET", "must be at least 32 bytes long"));
+            }
+            Some(s) => Some(s.as_bytes().to_vec()),
+            None => None,
+        };
+        let mut signing_alg: Algorithm = self.signing_alg.parse().map_err(|_| {
+            bad(
+                "signing_alg (TESSERA_SIGNING_ALG)",
+                "one of EdDSA, ES256, RS256, HS256",
+            )
+        })?;
+        if hs256_secret.is_some() {
+            signing_alg = Algorithm::HS256;
+        } else if signing_alg == Algorithm::HS256 {
+            return Err(bad(
+                "signing_alg (TESSERA_SIGNING_ALG)",
+                "HS256 needs ACCESS_TOKEN_SECRET (at least 32 bytes)",
+            ));
+        }
+        if let Some(s) = &self.refresh_token_secret
+            && s.len() < 32
+        {
+            return Err(bad(
+                "REFRESH_TOKEN_SECRET",
+                "must be at least 32 bytes long",
+            ));
+        }
+        let mut claims = ProfileClaims {
+            email: false,
+            username: false,
+            fullname: false,
+        };
+        for c in self
+            .access_token_claims
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            match c {
+                "email" => claims.email = true,
+                "username" => claims.username = true,
+                "fullname" => claims.fullname = true,
+                _ => {
+                    return Err(bad(
+                        "access_token_claims",
+                        "a comma-separated list of email, username, fullname (or empty)",
+                    ));
+                }
+            }
+        }
+        if self.body_limit < 1024 {
+            return Err(bad("body_limit", "at least 1024 bytes"));
+        }
+        if self.hash_workers == 0 {
+            return Err(bad("hash_workers", "at least 1"));
+        }
+        let database_url = self.database_url();
+        if !database_url.starts_with("sqlite:") {
+            return Err(bad(
+                "database_url",
+                "a sqlite:// URL (for example sqlite://./tessera-data/tessera.db)",
+            ));
+        }
+        let trusted_origins = self
+            .trusted_origins
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .chain(std::iter::once(origin_of(&issuer)))
+            .collect();
+        let hash = tessera_server::HashSettings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+            workers: self.hash_workers,
+            queue: self.hash_queue,
+        };
+        hash.check().map_err(|e| {
+            bad(
+                "argon2_memory_kib / argon2_iterations / argon2_parallelism",
+                &e,
+            )
+        })?;
+        Ok(Validated {
+            server: tessera_server::Settings {
+                issuer,
+                audience,
+                access_ttl,
+                refresh_idle,
+                session_max,
+                refresh_grace: self.refresh_grace.as_i64(),
+                leeway: self.leeway.as_i64(),
+                profile_claims: claims,
+                signing_alg,
+                cookie_secure: self.cookie_secure,
+                trusted_origins,
+                body_limit: self.body_limit,
+                request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
+                client_id: "tessera".into(),
+            },
+            hash,
+            database_url,
+            hs256_secret,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn show(&self) -> String {
+        let mut c = self.clone();
+        for s in [
+            &mut c.access_token_secret,
+            &mut c.refresh_token_secret,
+            &mut c.master_key,
+        ] {
+            if s.is_some() {
+                *s = Some("[redacted]".into());
+            }
+        }
+        c.database_url = Some(redact_url(&self.database_url()));
+        c.issuer = Some(self.issuer());
+        toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
+        None => url.to_string(),
+    }
+}
+
+/// Hides a password in `scheme://user:password@host/...`.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((cred, host)) = rest.split_once('@')
+        && let Some((user, _)) = cred.split_once(':')
+    {
+        return format!("{scheme}://{user}:[redacted]@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_redaction() {
+        assert_eq!(
+            origin_of("https://id.example.com/base"),
+            "https://id.example.com"
+        );
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:[redacted]@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

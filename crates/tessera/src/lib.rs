@@ -1,0 +1,141 @@
+//! The `tessera` program: configuration, wiring of store, keys and HTTP server,
+//! and the operator CLI. Tests start the same wiring in-process.
+
+pub mod config;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use config::{Config, Validated};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera_core::{Clock, Store};
+use tessera_server::AppState;
+use tessera_store::SqliteStore;
+use tokio::sync::oneshot;
+
+/// A server started by [`start`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub banner: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    store: SqliteStore,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, closes the database.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let r = self.task.await.unwrap_or(Ok(()));
+        self.store.close().await;
+        r
+    }
+
+    /// Runs until the task ends (e.g. after ctrl-c).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let r = self.task.await.unwrap_or(Ok(()));
+        self.store.close().await;
+        r
+    }
+}
+
+/// Reads the refresh-token secret: configured, or generated once into the data folder.
+fn refresh_secret(cfg: &Config) -> Result<(Vec<u8>, String), String> {
+    if let Some(s) = &cfg.refresh_token_secret {
+        return Ok((s.as_bytes().to_vec(), "REFRESH_TOKEN_SECRET".into()));
+    }
+    let path = cfg.data_dir.join("refresh_token.secret");
+    let shown = path.display().to_string();
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| format!("{shown} is not valid base64"))?;
+        if bytes.len() < 32 {
+            return Err(format!("{shown} holds fewer than 32 bytes"));
+        }
+        return Ok((bytes, shown));
+    }
+    let mut bytes = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no system randomness".to_string())?;
+    write_private(&path, STANDARD.encode(&bytes).as_bytes())?;
+    Ok((bytes, shown))
+}
+
+/// Writes a file only the owner can read.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+pub fn prepare_data_dir(cfg: &Config) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create data folder {}: {e}", cfg.data_dir.display()))?;
+    Ok(cfg.data_dir.clone())
+}
+
+pub async fn open_store(cfg: &Config, v: &Validated) -> Result<SqliteStore, String> {
+    prepare_data_dir(cfg)?;
+    SqliteStore::open(&v.database_url, cfg.database_pool_size)
+        .await
+        .map_err(|e| format!("cannot open database {}: {e}", v.database_url))
+}
+
+/// Starts a server for `cfg` with `clock`; binds `cfg.listen` (port 0 picks one).
+pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, String> {
+    let v = cfg.validate()?;
+    let store = open_store(cfg, &v).await?;
+    let (secret, secret_source) = refresh_secret(cfg)?;
+    let keys = tessera_server::load_key_set(
+        &store,
+        v.server.signing_alg,
+        v.hs256_secret.as_deref(),
+        clock.now(),
+    )
+    .await
+    .map_err(|e| format!("cannot load signing keys: {e}"))?;
+    let signing = format!(
+        "{} (kid {})",
+        keys.signing_key().alg,
+        keys.signing_key().kid
+    );
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let state = AppState::new(shared, clock, v.server.clone(), keys, &secret, v.hash)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let banner = format!(
+        "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database",
+        v.server.issuer, v.database_url
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    let router = tessera_server::router(state.clone());
+    let task = tokio::spawn(tessera_server::serve(listener, router, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        addr,
+        state,
+        banner,
+        shutdown: Some(tx),
+        task,
+        store,
+    })
+}
