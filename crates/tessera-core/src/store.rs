@@ -32,6 +32,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     async fn update_user(&self, id: Uuid, patch: UserPatch) -> StoreResult<User>;
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()>;
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()>;
 
     // Sessions
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
@@ -80,4 +81,11 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit
     async fn record_audit(&self, event: AuditEvent) -> StoreResult<()>;
+    /// Audit events at or after `since` (optionally of one user), oldest first.
+    async fn list_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

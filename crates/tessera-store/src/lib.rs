@@ -1,20 +1,28 @@
 //! Storage for Tessera: the [`tessera_core::Store`] trait filled by SQLite (the
-//! embedded default), with migrations per backend.
+//! embedded default) and PostgreSQL, with migrations per backend.
 
+mod postgres;
 mod sqlite;
 
+#[cfg(test)]
+mod contract_tests;
+
+pub use postgres::{PgPoolSettings, PostgresStore};
 pub use sqlite::SqliteStore;
 
+use sqlx::postgres::PgDatabaseError;
 use tessera_core::StoreError;
 
 /// Maps a driver error to the domain's storage error; unique violations name the field.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let msg = db.message();
-            if msg.contains("email") {
+            // PostgreSQL names the violated constraint; SQLite only puts the
+            // column in the message.
+            let name = db.constraint().unwrap_or_else(|| db.message());
+            if name.contains("email") {
                 StoreError::Conflict("email")
-            } else if msg.contains("username") {
+            } else if name.contains("username") {
                 StoreError::Conflict("username")
             } else {
                 StoreError::Conflict("id")
@@ -23,7 +31,15 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::Io(_)
         | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|pg| pg_unavailable(pg.code())) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         sqlx::Error::Database(db)
             if db.message().contains("locked") || db.message().contains("busy") =>
         {
@@ -31,4 +47,11 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Other(e.to_string()),
     }
+}
+
+/// SQLSTATEs where the server, not the request, is the problem: connection
+/// exceptions (08), insufficient resources such as too many connections (53),
+/// and the server shutting down or still starting (57P01..57P03).
+fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
 }

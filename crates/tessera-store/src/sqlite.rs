@@ -218,6 +218,20 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()> {
+        let r = sqlx::query("UPDATE users SET disabled = ?, updated_at = unixepoch() WHERE id = ?")
+            .bind(disabled as i64)
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
@@ -450,6 +464,39 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
+             WHERE at >= ? AND (? IS NULL OR user_id = ?) ORDER BY at, id LIMIT ?",
+        )
+        .bind(since)
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        let opt_uuid = |v: Option<String>| v.as_deref().map(uuid).transpose();
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: r.try_get("at").map_err(map_err)?,
+                    kind: r.try_get("kind").map_err(map_err)?,
+                    user_id: opt_uuid(r.try_get("user_id").map_err(map_err)?)?,
+                    session_id: opt_uuid(r.try_get("session_id").map_err(map_err)?)?,
+                    ip: r.try_get("ip").map_err(map_err)?,
+                    user_agent: r.try_get("user_agent").map_err(map_err)?,
+                    detail: r.try_get("detail").map_err(map_err)?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,720 @@
+//! The storage contract: every test is written once against `&dyn Store` and run
+//! on a fresh SQLite database, and on a fresh PostgreSQL database when
+//! `TESSERA_TEST_POSTGRES_URL` names a server (each test creates and drops its own
+//! database there, so tests run in parallel and leave nothing behind).
+
+use crate::{PgPoolSettings, PostgresStore, SqliteStore};
+use futures_util::future::join_all;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection};
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Once;
+use tessera_core::model::*;
+use tessera_core::validate::login_key;
+use tessera_core::{Store, StoreError};
+use uuid::Uuid;
+
+const PG_URL_VAR: &str = "TESSERA_TEST_POSTGRES_URL";
+
+/// A contract test, as a function pointer the runners can take.
+type Contract = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+async fn on_sqlite(test: Contract) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tessera.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8 temp path"), 4)
+        .await
+        .expect("open SQLite");
+    test(&store).await;
+    store.close().await;
+}
+
+async fn on_postgres(test: Contract) {
+    with_pg_database(|options| async move {
+        let store = PostgresStore::open_with(options, PgPoolSettings::default())
+            .await
+            .expect("open PostgreSQL");
+        test(&store).await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// Runs `body` against a new, empty database on the test server and drops the
+/// database afterwards, also when `body` panics. Skips when no server is set.
+async fn with_pg_database<F, Fut>(body: F)
+where
+    F: FnOnce(PgConnectOptions) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Ok(url) = std::env::var(PG_URL_VAR) else {
+        // libtest captures `eprintln!` from passing tests; write to the real
+        // stderr so the skip is visible in a plain `cargo test`, once per run.
+        static NOTICE: Once = Once::new();
+        NOTICE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL contract tests skipped: {PG_URL_VAR} is not set"
+            );
+        });
+        return;
+    };
+    let server: PgConnectOptions = url.parse().expect("TESSERA_TEST_POSTGRES_URL");
+    // Only hex digits after a fixed prefix: safe to put into the statement text.
+    let name = format!("tessera_contract_{}", Uuid::now_v7().simple());
+    admin(&server, format!("CREATE DATABASE {name}")).await;
+    // In its own task so a failing assertion still reaches the drop.
+    let outcome = tokio::spawn(body(server.clone().database(&name))).await;
+    admin(&server, format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn admin(server: &PgConnectOptions, sql: String) {
+    let mut conn = PgConnection::connect_with(server)
+        .await
+        .expect("connect to the PostgreSQL test server");
+    sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}
+
+/// One `#[tokio::test]` per contract test and backend: `sqlite::<name>`, `postgres::<name>`.
+macro_rules! contract {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::on_sqlite(|s| Box::pin(super::$name(s))).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::on_postgres(|s| Box::pin(super::$name(s))).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    ping,
+    users_are_found_by_email_key_and_username,
+    user_conflicts_name_the_field,
+    update_user_changes_fields_and_reports_conflicts,
+    set_password_hash_replaces_the_hash,
+    set_user_disabled_flags_the_user,
+    sessions_are_read_back_with_their_user,
+    rotate_session_is_compare_and_set,
+    concurrent_rotations_have_exactly_one_winner,
+    revoke_session_is_idempotent_and_feeds_the_revocation_list,
+    revoke_user_sessions_with_and_without_keep,
+    list_user_sessions_skips_revoked_and_expired,
+    revocations_since_pages_by_cursor_and_drops_expired,
+    keys_are_inserted_and_listed,
+    audit_events_are_recorded_and_listed,
+);
+
+// Backend-specific checks that do not fit the `&dyn Store` shape.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_migrate_once() {
+    with_pg_database(|options| async move {
+        let open = || PostgresStore::open_with(options.clone(), PgPoolSettings::default());
+        let (a, b) = tokio::join!(open(), open());
+        let (a, b) = (a.expect("first instance"), b.expect("second instance"));
+        let alice = user(&a, "alice").await;
+        assert!(b.get_user(alice.id).await.unwrap().is_some());
+        a.close().await;
+        b.close().await;
+        let e = a.ping().await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_server_is_unavailable() {
+    let opts = PgPoolSettings {
+        acquire_timeout: std::time::Duration::from_secs(1),
+        ..PgPoolSettings::default()
+    };
+    // Port 1 on loopback: nothing listens there.
+    let e = PostgresStore::open("postgres://postgres@127.0.0.1:1/none", opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+}
+
+const T0: i64 = 1_700_000_000;
+
+fn new_user(email: &str, username: &str) -> NewUser {
+    NewUser {
+        id: Uuid::now_v7(),
+        email: email.into(),
+        username: username.into(),
+        fullname: format!("User {username}"),
+        password_hash: format!("hash-of-{username}"),
+        created_at: T0,
+    }
+}
+
+async fn user(s: &dyn Store, username: &str) -> User {
+    s.create_user(new_user(&format!("{username}@Example.com"), username))
+        .await
+        .expect("create user")
+}
+
+fn new_session(user_id: Uuid, created_at: i64) -> NewSession {
+    NewSession {
+        id: Uuid::now_v7(),
+        user_id,
+        client_id: "web".into(),
+        created_at,
+        idle_expires_at: created_at + 3_600,
+        absolute_expires_at: created_at + 86_400,
+        user_agent: Some("contract-test".into()),
+        ip: Some("192.0.2.7".into()),
+    }
+}
+
+async fn session(s: &dyn Store, user_id: Uuid, created_at: i64) -> Session {
+    s.create_session(new_session(user_id, created_at))
+        .await
+        .expect("create session")
+}
+
+async fn counter(s: &dyn Store, id: Uuid) -> u64 {
+    s.get_session(id).await.unwrap().expect("session").0.counter
+}
+
+async fn ping(s: &dyn Store) {
+    s.ping().await.expect("ping");
+}
+
+async fn users_are_found_by_email_key_and_username(s: &dyn Store) {
+    let created = s
+        .create_user(new_user("Alice@Example.COM", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(created.email, "Alice@Example.COM");
+    assert!(!created.disabled);
+
+    let by_email = s
+        .find_user_for_login(&login_key("  ALICE@example.com "))
+        .await
+        .unwrap()
+        .expect("found by email, whatever its case");
+    assert_eq!(by_email.user, created);
+    assert_eq!(by_email.password_hash, "hash-of-alice");
+
+    let by_name = s
+        .find_user_for_login(&login_key("Alice"))
+        .await
+        .unwrap()
+        .expect("found by username");
+    assert_eq!(by_name.user, created);
+
+    let by_id = s.get_user(created.id).await.unwrap().expect("found by id");
+    assert_eq!(by_id.user, created);
+
+    assert!(
+        s.find_user_for_login(&login_key("bob@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_user_for_login(&login_key("bob"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.get_user(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+async fn user_conflicts_name_the_field(s: &dyn Store) {
+    let alice = s
+        .create_user(new_user("alice@example.com", "alice"))
+        .await
+        .unwrap();
+
+    let e = s
+        .create_user(new_user("ALICE@Example.com", "alice2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("email")), "{e:?}");
+
+    let e = s
+        .create_user(new_user("other@example.com", "alice"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("username")), "{e:?}");
+
+    let mut same_id = new_user("third@example.com", "third");
+    same_id.id = alice.id;
+    let e = s.create_user(same_id).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("id")), "{e:?}");
+}
+
+async fn update_user_changes_fields_and_reports_conflicts(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let bob = user(s, "bob").await;
+
+    let unchanged = s.update_user(alice.id, UserPatch::default()).await.unwrap();
+    assert_eq!(unchanged, alice);
+
+    let patch = UserPatch {
+        email: Some("Alice.New@Example.com".into()),
+        username: None,
+        fullname: Some("Alice Liddell".into()),
+    };
+    let updated = s.update_user(alice.id, patch).await.unwrap();
+    assert_eq!(updated.email, "Alice.New@Example.com");
+    assert_eq!(updated.username, "alice");
+    assert_eq!(updated.fullname, "Alice Liddell");
+    assert_eq!(updated.created_at, alice.created_at);
+    let found = s
+        .find_user_for_login(&login_key("alice.new@example.com"))
+        .await
+        .unwrap()
+        .expect("found by the new email");
+    assert_eq!(found.user, updated);
+    assert!(
+        s.find_user_for_login(&login_key("alice@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let renamed = s
+        .update_user(
+            alice.id,
+            UserPatch {
+                username: Some("alice2".into()),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.username, "alice2");
+
+    let e = s
+        .update_user(
+            alice.id,
+            UserPatch {
+                username: Some(bob.username.clone()),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("username")), "{e:?}");
+
+    let e = s
+        .update_user(
+            alice.id,
+            UserPatch {
+                email: Some("BOB@example.com".into()),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("email")), "{e:?}");
+
+    // A failed update leaves the row as it was.
+    assert_eq!(s.get_user(alice.id).await.unwrap().unwrap().user, renamed);
+
+    let e = s
+        .update_user(Uuid::now_v7(), UserPatch::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+}
+
+async fn set_password_hash_replaces_the_hash(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    s.set_password_hash(alice.id, "new-hash").await.unwrap();
+    let record = s.get_user(alice.id).await.unwrap().unwrap();
+    assert_eq!(record.password_hash, "new-hash");
+    assert_eq!(record.user, alice);
+
+    let e = s.set_password_hash(Uuid::now_v7(), "x").await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+}
+
+async fn set_user_disabled_flags_the_user(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    s.set_user_disabled(alice.id, true).await.unwrap();
+    assert!(s.get_user(alice.id).await.unwrap().unwrap().user.disabled);
+    s.set_user_disabled(alice.id, false).await.unwrap();
+    assert!(!s.get_user(alice.id).await.unwrap().unwrap().user.disabled);
+
+    let e = s.set_user_disabled(Uuid::now_v7(), true).await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+}
+
+async fn sessions_are_read_back_with_their_user(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let created = session(s, alice.id, T0).await;
+    assert_eq!(created.counter, 0);
+    assert_eq!(created.rotated_at, T0);
+    assert_eq!(created.last_used_at, T0);
+    assert_eq!(created.revoked_at, None);
+
+    let (read, owner) = s.get_session(created.id).await.unwrap().expect("session");
+    assert_eq!(read, created);
+    assert_eq!(owner, alice);
+
+    let mut bare = new_session(alice.id, T0 + 1);
+    bare.user_agent = None;
+    bare.ip = None;
+    let bare = s.create_session(bare).await.unwrap();
+    assert_eq!(s.get_session(bare.id).await.unwrap().unwrap().0, bare);
+
+    assert!(s.get_session(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+async fn rotate_session_is_compare_and_set(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let id = session(s, alice.id, T0).await.id;
+
+    assert!(s.rotate_session(id, 0, T0 + 10, T0 + 3_610).await.unwrap());
+    let (after, _) = s.get_session(id).await.unwrap().unwrap();
+    assert_eq!(after.counter, 1);
+    assert_eq!(after.rotated_at, T0 + 10);
+    assert_eq!(after.last_used_at, T0 + 10);
+    assert_eq!(after.idle_expires_at, T0 + 3_610);
+    assert_eq!(after.created_at, T0);
+
+    // A stale counter loses and changes nothing.
+    assert!(!s.rotate_session(id, 0, T0 + 20, T0 + 3_620).await.unwrap());
+    assert_eq!(s.get_session(id).await.unwrap().unwrap().0, after);
+
+    assert!(s.rotate_session(id, 1, T0 + 30, T0 + 3_630).await.unwrap());
+    assert_eq!(counter(s, id).await, 2);
+
+    // A revoked session never rotates, even with the current counter.
+    assert!(
+        s.revoke_session(id, T0 + 40, RevokeReason::Logout, T0 + 940)
+            .await
+            .unwrap()
+    );
+    assert!(!s.rotate_session(id, 2, T0 + 50, T0 + 3_650).await.unwrap());
+    assert_eq!(counter(s, id).await, 2);
+
+    assert!(
+        !s.rotate_session(Uuid::now_v7(), 0, T0, T0 + 3_600)
+            .await
+            .unwrap()
+    );
+}
+
+async fn concurrent_rotations_have_exactly_one_winner(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let id = session(s, alice.id, T0).await.id;
+    assert!(s.rotate_session(id, 0, T0 + 1, T0 + 3_601).await.unwrap());
+
+    let from = 1;
+    let results = join_all((0..50).map(|_| s.rotate_session(id, from, T0 + 2, T0 + 3_602))).await;
+    let wins = results
+        .into_iter()
+        .map(|r| r.expect("rotation must not fail"))
+        .filter(|won| *won)
+        .count();
+    assert_eq!(wins, 1);
+    assert_eq!(counter(s, id).await, from + 1);
+}
+
+async fn revoke_session_is_idempotent_and_feeds_the_revocation_list(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let live = session(s, alice.id, T0).await;
+    let doomed = session(s, alice.id, T0).await;
+
+    assert!(
+        s.revoke_session(doomed.id, T0 + 5, RevokeReason::Logout, T0 + 905)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.revoke_session(doomed.id, T0 + 6, RevokeReason::Logout, T0 + 906)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.revoke_session(Uuid::now_v7(), T0 + 6, RevokeReason::Logout, T0 + 906)
+            .await
+            .unwrap()
+    );
+
+    let (read, _) = s.get_session(doomed.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.revoked_at,
+        Some(T0 + 5),
+        "the first revocation's time stays"
+    );
+    assert!(!read.is_active(T0 + 5));
+    assert_eq!(s.get_session(live.id).await.unwrap().unwrap().0, live);
+
+    let feed = s.revocations_since(0, T0 + 5, 100).await.unwrap();
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!(feed[0].session_id, doomed.id);
+    assert_eq!(feed[0].until, T0 + 905);
+    assert!(feed[0].cursor > 0);
+}
+
+async fn revoke_user_sessions_with_and_without_keep(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let bob = user(s, "bob").await;
+    let a1 = session(s, alice.id, T0).await;
+    let a2 = session(s, alice.id, T0 + 1).await;
+    let a3 = session(s, alice.id, T0 + 2).await;
+    let mut ended = new_session(alice.id, T0 - 100_000);
+    ended.absolute_expires_at = T0 - 1;
+    let ended = s.create_session(ended).await.unwrap();
+    let b1 = session(s, bob.id, T0).await;
+    let now = T0 + 10;
+
+    let mut revoked = s
+        .revoke_user_sessions(
+            alice.id,
+            Some(a2.id),
+            now,
+            RevokeReason::LogoutOthers,
+            now + 900,
+        )
+        .await
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![a1.id, a3.id];
+    expected.sort();
+    assert_eq!(revoked, expected, "keeps a2, skips the ended session");
+
+    let live: Vec<Uuid> = s
+        .list_user_sessions(alice.id, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(live, vec![a2.id]);
+    assert_eq!(
+        s.get_session(ended.id).await.unwrap().unwrap().0.revoked_at,
+        None
+    );
+    assert_eq!(s.get_session(b1.id).await.unwrap().unwrap().0, b1);
+
+    let all = s
+        .revoke_user_sessions(
+            alice.id,
+            None,
+            now + 1,
+            RevokeReason::LogoutGlobal,
+            now + 901,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all, vec![a2.id]);
+    let again = s
+        .revoke_user_sessions(
+            alice.id,
+            None,
+            now + 2,
+            RevokeReason::LogoutGlobal,
+            now + 902,
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert!(
+        s.list_user_sessions(alice.id, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut fed: Vec<Uuid> = s
+        .revocations_since(0, now, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.session_id)
+        .collect();
+    fed.sort();
+    let mut expected = vec![a1.id, a2.id, a3.id];
+    expected.sort();
+    assert_eq!(fed, expected);
+}
+
+async fn list_user_sessions_skips_revoked_and_expired(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let bob = user(s, "bob").await;
+    let now = T0 + 100;
+
+    let oldest = session(s, alice.id, T0).await;
+    let newest = session(s, alice.id, T0 + 20).await;
+    let middle = session(s, alice.id, T0 + 10).await;
+    let revoked = session(s, alice.id, T0 + 5).await;
+    s.revoke_session(revoked.id, T0 + 50, RevokeReason::Logout, T0 + 950)
+        .await
+        .unwrap();
+    let mut idle = new_session(alice.id, T0 + 30);
+    idle.idle_expires_at = now;
+    s.create_session(idle).await.unwrap();
+    let mut ended = new_session(alice.id, T0 + 40);
+    ended.absolute_expires_at = now - 1;
+    s.create_session(ended).await.unwrap();
+    session(s, bob.id, T0 + 50).await;
+
+    let listed = s.list_user_sessions(alice.id, now).await.unwrap();
+    assert_eq!(listed, vec![newest, middle, oldest]);
+    assert!(
+        s.list_user_sessions(Uuid::now_v7(), now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn revocations_since_pages_by_cursor_and_drops_expired(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = session(s, alice.id, T0).await.id;
+        // The second revocation leaves the feed early.
+        let until = if i == 1 { T0 + 50 } else { T0 + 100 };
+        assert!(
+            s.revoke_session(id, T0 + i, RevokeReason::Operator, until)
+                .await
+                .unwrap()
+        );
+        ids.push(id);
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = s.revocations_since(cursor, T0, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            assert!(r.cursor > cursor, "cursors grow: {page:?}");
+            cursor = r.cursor;
+        }
+        seen.extend(page.iter().map(|r| r.session_id));
+    }
+    assert_eq!(seen, ids, "oldest first, every revocation once");
+
+    let later: Vec<Uuid> = s
+        .revocations_since(0, T0 + 60, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.session_id)
+        .collect();
+    assert_eq!(later, vec![ids[0], ids[2], ids[3], ids[4]]);
+
+    let all = s.revocations_since(0, T0, 100).await.unwrap();
+    let tail = s.revocations_since(all[2].cursor, T0, 100).await.unwrap();
+    assert_eq!(tail, all[3..].to_vec());
+
+    // `until` is exclusive: at that second the row has left the feed.
+    assert!(
+        s.revocations_since(0, T0 + 100, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn keys_are_inserted_and_listed(s: &dyn Store) {
+    assert!(s.list_keys().await.unwrap().is_empty());
+    let newer = StoredKey {
+        kid: "k2".into(),
+        alg: "ES256".into(),
+        private_der: vec![0x30, 0x00, 0xff, 0x7f],
+        created_at: T0 + 10,
+        activates_at: T0 + 20,
+        retired_at: None,
+    };
+    let older = StoredKey {
+        kid: "k1".into(),
+        alg: "EdDSA".into(),
+        private_der: (0..=255).collect(),
+        created_at: T0,
+        activates_at: T0,
+        retired_at: Some(T0 + 10),
+    };
+    s.insert_key(newer.clone()).await.unwrap();
+    s.insert_key(older.clone()).await.unwrap();
+
+    let listed = s.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    for (got, want) in listed.iter().zip([&older, &newer]) {
+        assert_eq!(got.kid, want.kid);
+        assert_eq!(got.alg, want.alg);
+        assert_eq!(got.private_der, want.private_der);
+        assert_eq!(got.created_at, want.created_at);
+        assert_eq!(got.activates_at, want.activates_at);
+        assert_eq!(got.retired_at, want.retired_at);
+    }
+
+    let e = s.insert_key(older).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+}
+
+async fn audit_events_are_recorded_and_listed(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let sid = session(s, alice.id, T0).await.id;
+    let full = AuditEvent {
+        at: T0 + 1,
+        kind: "login".into(),
+        user_id: Some(alice.id),
+        session_id: Some(sid),
+        ip: Some("192.0.2.7".into()),
+        user_agent: Some("contract-test".into()),
+        detail: Some("{\"ok\":true}".into()),
+    };
+    let bare = AuditEvent {
+        at: T0,
+        kind: "register_failed".into(),
+        user_id: None,
+        session_id: None,
+        ip: None,
+        user_agent: None,
+        detail: None,
+    };
+    s.record_audit(full.clone()).await.unwrap();
+    s.record_audit(bare.clone()).await.unwrap();
+
+    let all = s.list_audit(None, 0, 100).await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["register_failed", "login"], "oldest first");
+    let got = &all[1];
+    assert_eq!(
+        (got.at, got.user_id, got.session_id),
+        (full.at, full.user_id, full.session_id)
+    );
+    assert_eq!(
+        (&got.ip, &got.user_agent, &got.detail),
+        (&full.ip, &full.user_agent, &full.detail)
+    );
+    assert_eq!(all[0].user_id, None);
+    assert_eq!(all[0].detail, None);
+
+    assert_eq!(s.list_audit(Some(alice.id), 0, 100).await.unwrap().len(), 1);
+    assert_eq!(s.list_audit(None, T0 + 1, 100).await.unwrap().len(), 1);
+    assert_eq!(s.list_audit(None, 0, 1).await.unwrap().len(), 1);
+}

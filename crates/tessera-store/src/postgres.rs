@@ -1,0 +1,549 @@
+//! PostgreSQL: one pool for reads and writes; the database does the serialising.
+
+use crate::map_err;
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Row, SqlSafeStr};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+use tessera_core::model::*;
+use tessera_core::store::StoreResult;
+use tessera_core::validate::LoginKey;
+use tessera_core::{Store, StoreError};
+use uuid::Uuid;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/postgres/0001_initial.sql"),
+)];
+
+/// Connection-pool limits for [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PgPoolSettings {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a query waits for a free connection before failing as unavailable.
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_connections` are closed after this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for PgPoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn migrator() -> Migrator {
+    // `with_migrations` keeps `locking` on: the run holds a PostgreSQL advisory
+    // lock, so instances starting together apply the migrations once.
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    Cow::Borrowed(*d),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`) and brings the
+    /// schema up to date.
+    pub async fn open(url: &str, opts: PgPoolSettings) -> StoreResult<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+        Self::open_with(connect, opts).await
+    }
+
+    pub(crate) async fn open_with(
+        connect: PgConnectOptions,
+        opts: PgPoolSettings,
+    ) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .min_connections(opts.min_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .idle_timeout(opts.idle_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(map_err)?;
+        if let Err(e) = migrator().run(&pool).await {
+            // A failed run leaves its advisory lock on the pooled connection;
+            // closing the pool ends that session and releases the lock.
+            pool.close().await;
+            return Err(StoreError::Other(format!("migration failed: {e}")));
+        }
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn user_from(row: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.try_get("id").map_err(map_err)?,
+        email: row.try_get("email").map_err(map_err)?,
+        username: row.try_get("username").map_err(map_err)?,
+        fullname: row.try_get("fullname").map_err(map_err)?,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        disabled: row.try_get("disabled").map_err(map_err)?,
+    })
+}
+
+fn record_from(row: &PgRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        user: user_from(row)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+    })
+}
+
+fn session_from(row: &PgRow) -> StoreResult<Session> {
+    let g = |c: &str| row.try_get::<i64, _>(c).map_err(map_err);
+    Ok(Session {
+        id: row.try_get("sid").map_err(map_err)?,
+        user_id: row.try_get("user_id").map_err(map_err)?,
+        client_id: row.try_get("client_id").map_err(map_err)?,
+        counter: g("counter")? as u64,
+        rotated_at: g("rotated_at")?,
+        created_at: g("s_created_at")?,
+        last_used_at: g("last_used_at")?,
+        idle_expires_at: g("idle_expires_at")?,
+        absolute_expires_at: g("absolute_expires_at")?,
+        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+        user_agent: row.try_get("user_agent").map_err(map_err)?,
+        ip: row.try_get("ip").map_err(map_err)?,
+    })
+}
+
+/// Taken before a transaction adds revocation rows and held until it commits, so
+/// feed sequence numbers become visible in order: a reader paging by cursor can
+/// never pass a lower number that commits later. Reads are not blocked.
+const LOCK_FEED: &str = "LOCK TABLE revocations IN EXCLUSIVE MODE";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: NewUser) -> StoreResult<User> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(u.id)
+        .bind(&u.email)
+        .bind(tessera_core::validate::email_key(&u.email))
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(User {
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            fullname: u.fullname,
+            created_at: u.created_at,
+            disabled: false,
+        })
+    }
+
+    async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>> {
+        let (sql, value) = match key {
+            LoginKey::Email(e) => (
+                "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+                 FROM users WHERE email_key = $1",
+                e,
+            ),
+            LoginKey::Username(u) => (
+                "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+                 FROM users WHERE username = $1",
+                u,
+            ),
+        };
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(record_from).transpose()
+    }
+
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(record_from).transpose()
+    }
+
+    async fn update_user(&self, id: Uuid, p: UserPatch) -> StoreResult<User> {
+        let key = p.email.as_deref().map(tessera_core::validate::email_key);
+        let row = sqlx::query(
+            "UPDATE users SET email = COALESCE($1, email), email_key = COALESCE($2, email_key), \
+             username = COALESCE($3, username), fullname = COALESCE($4, fullname), \
+             updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
+             WHERE id = $5 RETURNING id, email, username, fullname, created_at, disabled",
+        )
+        .bind(p.email)
+        .bind(key)
+        .bind(p.username)
+        .bind(p.fullname)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref()
+            .map(user_from)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
+             WHERE id = $2",
+        )
+        .bind(hash)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE users SET disabled = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
+             WHERE id = $2",
+        )
+        .bind(disabled)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
+             idle_expires_at, absolute_expires_at, user_agent, ip) \
+             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.id)
+        .bind(s.user_id)
+        .bind(&s.client_id)
+        .bind(s.created_at)
+        .bind(s.idle_expires_at)
+        .bind(s.absolute_expires_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(Session {
+            id: s.id,
+            user_id: s.user_id,
+            client_id: s.client_id,
+            counter: 0,
+            rotated_at: s.created_at,
+            created_at: s.created_at,
+            last_used_at: s.created_at,
+            idle_expires_at: s.idle_expires_at,
+            absolute_expires_at: s.absolute_expires_at,
+            revoked_at: None,
+            user_agent: s.user_agent,
+            ip: s.ip,
+        })
+    }
+
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, User)>> {
+        let row = sqlx::query(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
+             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match row {
+            Some(r) => Ok(Some((session_from(&r)?, user_from(&r)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn rotate_session(
+        &self,
+        id: Uuid,
+        from: u64,
+        now: i64,
+        idle_expires_at: i64,
+    ) -> StoreResult<bool> {
+        // One statement: concurrent callers queue on the row lock, and each re-checks
+        // `counter` against the committed row, so exactly one moves it.
+        let r = sqlx::query(
+            "UPDATE sessions SET counter = counter + 1, rotated_at = $3, last_used_at = $3, \
+             idle_expires_at = $4 WHERE id = $1 AND counter = $2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(from as i64)
+        .bind(now)
+        .bind(idle_expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn revoke_session(
+        &self,
+        id: Uuid,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let revoked = row.is_some();
+        if revoked {
+            sqlx::query(LOCK_FEED)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query("INSERT INTO revocations (session_id, until) VALUES ($1, $2)")
+                .bind(id)
+                .bind(feed_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        now: i64,
+        reason: RevokeReason,
+        feed_until: i64,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let rows = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+             WHERE user_id = $3 AND ($4::UUID IS NULL OR id <> $4) AND revoked_at IS NULL \
+             AND absolute_expires_at > $1 RETURNING id",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<Uuid, _>("id").map_err(map_err))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !ids.is_empty() {
+            sqlx::query(LOCK_FEED)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO revocations (session_id, until) SELECT id, $2 FROM UNNEST($1::UUID[]) AS t(id)",
+            )
+            .bind(&ids)
+            .bind(feed_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
+    }
+
+    async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip \
+             FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 \
+             AND s.absolute_expires_at > $2 ORDER BY s.created_at DESC, s.id DESC",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn revocations_since(
+        &self,
+        cursor: i64,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Revocation>> {
+        let rows = sqlx::query(
+            "SELECT seq, session_id, until FROM revocations WHERE seq > $1 AND until > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(cursor)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revocation {
+                    cursor: r.try_get("seq").map_err(map_err)?,
+                    session_id: r.try_get("session_id").map_err(map_err)?,
+                    until: r.try_get("until").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_der, created_at, activates_at, retired_at FROM signing_keys \
+             ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(map_err)?,
+                    alg: r.try_get("alg").map_err(map_err)?,
+                    private_der: r.try_get("private_der").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                    activates_at: r.try_get("activates_at").map_err(map_err)?,
+                    retired_at: r.try_get("retired_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_key(&self, k: StoredKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.private_der)
+        .bind(k.created_at)
+        .bind(k.activates_at)
+        .bind(k.retired_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, e: AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(e.user_id)
+        .bind(e.session_id)
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
+             WHERE at >= $1 AND ($2::UUID IS NULL OR user_id = $2) ORDER BY at, id LIMIT $3",
+        )
+        .bind(since)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: r.try_get("at").map_err(map_err)?,
+                    kind: r.try_get("kind").map_err(map_err)?,
+                    user_id: r.try_get("user_id").map_err(map_err)?,
+                    session_id: r.try_get("session_id").map_err(map_err)?,
+                    ip: r.try_get("ip").map_err(map_err)?,
+                    user_agent: r.try_get("user_agent").map_err(map_err)?,
+                    detail: r.try_get("detail").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,229 @@
+//! Bad input of every kind gets a clear 4xx, never a 5xx, and loses nothing.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_get_clear_4xx() {
+    let s = TestServer::start().await;
+    let t = s.user("paul").await;
+    let raw = |path: &str, ct: Option<&str>, body: Vec<u8>| {
+        let mut req = s.http.post(s.url(path)).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.send()
+    };
+    let json_ct = Some("application/json");
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"{\"login\":\"paul\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"{\"login\":5,\"password\":\"x\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"{\"login\":\"\xff\xfe\",\"password\":\"x\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            json_ct,
+            b"{\"login\":\"paul\",\"password\":\"x\",\"delivery\":\"pigeon\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/login",
+            Some("text/plain"),
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/auth/login",
+            None,
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/auth/register",
+            json_ct,
+            vec![b'a'; 17 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/v1/auth/refresh",
+            json_ct,
+            b"{\"refresh_token\":42}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/refresh",
+            json_ct,
+            b"{\"refresh_token\":\"garbage\"}".to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+        ),
+        (
+            "/v1/auth/refresh",
+            json_ct,
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/v1/auth/refresh",
+            Some("text/plain"),
+            b"x".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/auth/refresh",
+            json_ct,
+            vec![b' '; 40 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/v1/nothing-here",
+            json_ct,
+            b"{}".to_vec(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (path, ct, body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
+        let r = raw(path, ct, body).await.unwrap();
+        assert_eq!(r.status(), status, "{path} {ct:?} {shown}");
+        expect_error(r, status, code).await;
+    }
+    // A wrong-typed password is never echoed back.
+    let r = raw(
+        "/v1/auth/login",
+        json_ct,
+        b"{\"login\":\"paul\",\"password\":98765432123}".to_vec(),
+    )
+    .await
+    .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("98765432123"), "{text}");
+    // Nothing was lost: the user and session still work.
+    s.login("paul").await;
+    let t1 = s.refresh_ok(&t.refresh).await;
+    assert_eq!(s.me_status(&t1.access).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_tokens_are_401_with_a_challenge() {
+    let s = TestServer::start().await;
+    let t = s.user("quinn").await;
+    let mut forged_rt = t.refresh.clone();
+    let last = forged_rt.pop().unwrap();
+    forged_rt.push(if last == 'A' { 'B' } else { 'A' });
+    let long = "a".repeat(20_000);
+    for token in [
+        "x",
+        "a.b.c",
+        "eyJhbGciOiJub25lIn0.e30.",
+        &t.refresh,
+        long.as_str(),
+        &format!("{}x", t.access),
+    ] {
+        let r = s.get_auth("/v1/me", token).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token:.40}");
+        assert!(r.headers().contains_key("www-authenticate"));
+        expect_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    for auth in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "bearer"] {
+        let r = s
+            .http
+            .get(s.url("/v1/me"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    // An access token is not a refresh token, and a forged refresh token is refused.
+    for rt in [t.access.as_str(), forged_rt.as_str(), "", "tsr_"] {
+        expect_error(
+            s.refresh(rt).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+        )
+        .await;
+    }
+    let r = s
+        .http
+        .get(s.url("/v1/me"))
+        .header("authorization", format!("Bearer {}", "a".repeat(64 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_paths() {
+    let s = TestServer::start().await;
+    let r = s.http.get(s.url("/v1/auth/login")).send().await.unwrap();
+    expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let r = s.http.delete(s.url("/v1/me")).send().await.unwrap();
+    expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let r = s.http.get(s.url("/../../etc/passwd")).send().await.unwrap();
+    assert!(r.status().is_client_error());
+    let r = s
+        .post(
+            "/v1/auth/login",
+            json!({"login": "x".repeat(1000), "password": PASSWORD}),
+        )
+        .await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+}

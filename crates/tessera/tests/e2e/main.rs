@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on a loopback port, driven over HTTP.
+//! One test binary for the whole workspace (linking is the slow part).
+
+mod api;
+mod binary;
+mod hostile;
+mod rotation;
+mod support;

@@ -1,0 +1,193 @@
+//! Starting servers and talking to them.
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tessera::Running;
+use tessera::config::Config;
+use tessera_core::{Clock, ManualClock};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A configuration for tests: a fresh data folder, a free port, cheap Argon2.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        hash_workers: 2,
+        ..Config::default()
+    }
+}
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: Client,
+    pub clock: ManualClock,
+    pub cfg: Config,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut cfg = test_config(dir.path());
+        tweak(&mut cfg);
+        Self::boot(cfg, ManualClock::starting_now(), dir).await
+    }
+
+    async fn boot(cfg: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) -> Self {
+        let running = tessera::start(&cfg, Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .await
+            .unwrap();
+        let base = format!("http://{}", running.addr);
+        let http = Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        TestServer {
+            running: Some(running),
+            base,
+            http,
+            clock,
+            cfg,
+            dir,
+        }
+    }
+
+    /// Stops this server and starts a new one on the same data folder and clock.
+    pub async fn restart(mut self) -> Self {
+        self.running.take().unwrap().stop().await.unwrap();
+        Self::boot(self.cfg.clone(), self.clock.clone(), self.dir.clone()).await
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn state(&self) -> &tessera_server::AppState {
+        &self.running.as_ref().unwrap().state
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, name: &str) -> Value {
+        let r = self
+            .post(
+                "/v1/auth/register",
+                json!({"email": format!("{name}@example.com"), "username": name, "password": PASSWORD, "fullname": "Test User"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    pub async fn login(&self, login: &str) -> Tokens {
+        let r = self
+            .post(
+                "/v1/auth/login",
+                json!({"login": login, "password": PASSWORD, "delivery": "body"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login failed");
+        Tokens::from(r.json::<Value>().await.unwrap())
+    }
+
+    /// Registers a user and logs in once.
+    pub async fn user(&self, name: &str) -> Tokens {
+        self.register(name).await;
+        self.login(name).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": refresh_token, "delivery": "body"}),
+        )
+        .await
+    }
+
+    pub async fn refresh_ok(&self, refresh_token: &str) -> Tokens {
+        let r = self.refresh(refresh_token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        Tokens::from(r.json::<Value>().await.unwrap())
+    }
+
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get_auth("/v1/me", access).await.status()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // Best effort: the runtime may already be shutting down.
+            drop(r);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+    pub raw: Value,
+}
+
+impl From<Value> for Tokens {
+    fn from(v: Value) -> Self {
+        Tokens {
+            access: v["access_token"].as_str().unwrap_or_default().to_string(),
+            refresh: v["refresh_token"].as_str().unwrap_or_default().to_string(),
+            session_id: v["session_id"].as_str().unwrap_or_default().to_string(),
+            raw: v,
+        }
+    }
+}
+
+/// Asserts status and error code of a JSON error response.
+pub async fn expect_error(r: Response, status: StatusCode, code: &str) -> Value {
+    let got = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "body: {body}"
+    );
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    body
+}
