@@ -135,3 +135,35 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub detail: Option<String>,
 }
+
+/// An OAuth 2 client. Public clients have no secret; confidential ones keep only
+/// an Argon2id hash of theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    /// Grant types this client may use (`refresh_token`, `password`).
+    pub grant_types: Vec<String>,
+    /// First-party clients may use the password grant.
+    pub first_party: bool,
+    pub created_at: i64,
+}
+
+/// What [`crate::Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub sessions: u64,
+    pub revocations: u64,
+    pub audit_events: u64,
+    pub throttle_rows: u64,
+}
+
+/// A throttle counter after one more hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleState {
+    /// Hits in the current window, this one included.
+    pub hits: u32,
+    /// When the current window ends (Unix seconds).
+    pub window_ends_at: i64,
+}

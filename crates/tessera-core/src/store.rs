@@ -25,6 +25,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
+    /// Closes every connection; later calls fail as unavailable.
+    async fn close(&self);
 
     // Users
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
@@ -33,6 +35,10 @@ pub trait Store: Send + Sync + 'static {
     async fn update_user(&self, id: Uuid, patch: UserPatch) -> StoreResult<User>;
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()>;
     async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()>;
+    /// Users ordered by creation, for the operator.
+    async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>>;
+    /// Deletes a user and (by cascade) their sessions. Returns whether it existed.
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
 
     // Sessions
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
@@ -78,6 +84,23 @@ pub trait Store: Send + Sync + 'static {
     // Keys
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
     async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+    /// Stops a key from signing (it stays published). Returns false if unknown or already retired.
+    async fn retire_key(&self, kid: &str, at: i64) -> StoreResult<bool>;
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool>;
+
+    // OAuth clients
+    async fn create_client(&self, client: Client) -> StoreResult<()>;
+    async fn get_client(&self, id: &str) -> StoreResult<Option<Client>>;
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+
+    // Throttling, shared by every instance on the database
+    /// Counts one hit on `key` in a fixed window of `window` seconds starting at
+    /// its first hit; a hit after the window ends starts a new one.
+    async fn throttle_hit(&self, key: &str, now: i64, window: i64) -> StoreResult<ThrottleState>;
+    /// Hits on `key` in the window current at `now`, without counting one.
+    async fn throttle_peek(&self, key: &str, now: i64) -> StoreResult<Option<ThrottleState>>;
+    async fn throttle_clear(&self, key: &str) -> StoreResult<()>;
 
     // Audit
     async fn record_audit(&self, event: AuditEvent) -> StoreResult<()>;
@@ -88,4 +111,14 @@ pub trait Store: Send + Sync + 'static {
         since: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Housekeeping: drops sessions ended before `sessions_before`, revocation rows
+    /// past their window, expired throttle windows and audit events before
+    /// `audit_before`.
+    async fn prune(
+        &self,
+        now: i64,
+        sessions_before: i64,
+        audit_before: i64,
+    ) -> StoreResult<PruneReport>;
 }

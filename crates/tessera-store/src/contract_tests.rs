@@ -122,6 +122,11 @@ contract!(
     revocations_since_pages_by_cursor_and_drops_expired,
     keys_are_inserted_and_listed,
     audit_events_are_recorded_and_listed,
+    users_are_listed_and_deleted_with_their_sessions,
+    keys_are_retired_and_deleted,
+    clients_are_created_listed_and_deleted,
+    throttle_counts_hits_in_fixed_windows,
+    prune_drops_only_what_has_ended,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -717,4 +722,168 @@ async fn audit_events_are_recorded_and_listed(s: &dyn Store) {
     assert_eq!(s.list_audit(Some(alice.id), 0, 100).await.unwrap().len(), 1);
     assert_eq!(s.list_audit(None, T0 + 1, 100).await.unwrap().len(), 1);
     assert_eq!(s.list_audit(None, 0, 1).await.unwrap().len(), 1);
+}
+
+async fn users_are_listed_and_deleted_with_their_sessions(s: &dyn Store) {
+    let a = user(s, "anna").await;
+    let b = user(s, "bert").await;
+    let sid = session(s, b.id, T0).await.id;
+    let all = s.list_users(10, 0).await.unwrap();
+    assert_eq!(all.iter().map(|u| u.id).collect::<Vec<_>>(), [a.id, b.id]);
+    assert_eq!(s.list_users(10, 1).await.unwrap().len(), 1);
+    assert!(s.delete_user(b.id).await.unwrap());
+    assert!(!s.delete_user(b.id).await.unwrap());
+    assert!(
+        s.get_session(sid).await.unwrap().is_none(),
+        "sessions go with their user"
+    );
+    assert_eq!(s.list_users(10, 0).await.unwrap().len(), 1);
+}
+
+async fn keys_are_retired_and_deleted(s: &dyn Store) {
+    let key = StoredKey {
+        kid: "k1".into(),
+        alg: "EdDSA".into(),
+        private_der: vec![1, 2, 3],
+        created_at: T0,
+        activates_at: T0,
+        retired_at: None,
+    };
+    s.insert_key(key).await.unwrap();
+    assert!(s.retire_key("k1", T0 + 5).await.unwrap());
+    assert!(
+        !s.retire_key("k1", T0 + 6).await.unwrap(),
+        "already retired"
+    );
+    assert!(!s.retire_key("nope", T0).await.unwrap());
+    assert_eq!(s.list_keys().await.unwrap()[0].retired_at, Some(T0 + 5));
+    assert!(s.delete_key("k1").await.unwrap());
+    assert!(s.list_keys().await.unwrap().is_empty());
+}
+
+async fn clients_are_created_listed_and_deleted(s: &dyn Store) {
+    let c = Client {
+        id: "spa".into(),
+        name: "Single-page app".into(),
+        secret_hash: None,
+        grant_types: vec!["refresh_token".into(), "password".into()],
+        first_party: true,
+        created_at: T0,
+    };
+    s.create_client(c.clone()).await.unwrap();
+    let confidential = Client {
+        id: "backend".into(),
+        secret_hash: Some("$argon2id$x".into()),
+        first_party: false,
+        ..c.clone()
+    };
+    s.create_client(confidential.clone()).await.unwrap();
+    assert_eq!(s.get_client("spa").await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        s.list_clients().await.unwrap(),
+        vec![confidential, c.clone()]
+    );
+    let e = s.create_client(c).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("client_id")), "{e:?}");
+    assert!(s.delete_client("spa").await.unwrap());
+    assert!(!s.delete_client("spa").await.unwrap());
+    assert_eq!(s.get_client("spa").await.unwrap(), None);
+}
+
+async fn throttle_counts_hits_in_fixed_windows(s: &dyn Store) {
+    let hit = |now| s.throttle_hit("login:ip:192.0.2.1", now, 60);
+    assert_eq!(
+        hit(T0).await.unwrap(),
+        ThrottleState {
+            hits: 1,
+            window_ends_at: T0 + 60
+        }
+    );
+    assert_eq!(
+        hit(T0 + 10).await.unwrap(),
+        ThrottleState {
+            hits: 2,
+            window_ends_at: T0 + 60
+        }
+    );
+    assert_eq!(
+        s.throttle_peek("login:ip:192.0.2.1", T0 + 59)
+            .await
+            .unwrap()
+            .map(|t| t.hits),
+        Some(2)
+    );
+    assert_eq!(
+        s.throttle_peek("login:ip:192.0.2.1", T0 + 60)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.throttle_peek("other", T0).await.unwrap(), None);
+    // The window ended: a new one starts with this hit.
+    assert_eq!(
+        hit(T0 + 60).await.unwrap(),
+        ThrottleState {
+            hits: 1,
+            window_ends_at: T0 + 120
+        }
+    );
+    let many = join_all((0..20).map(|_| s.throttle_hit("burst", T0, 60))).await;
+    let mut counts: Vec<u32> = many.into_iter().map(|r| r.unwrap().hits).collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=20).collect::<Vec<u32>>(),
+        "concurrent hits are each counted once"
+    );
+    s.throttle_clear("burst").await.unwrap();
+    assert_eq!(s.throttle_peek("burst", T0).await.unwrap(), None);
+}
+
+async fn prune_drops_only_what_has_ended(s: &dyn Store) {
+    let u = user(s, "pruned").await;
+    let old = session(s, u.id, T0).await.id;
+    let live = s
+        .create_session(NewSession {
+            id: Uuid::now_v7(),
+            user_id: u.id,
+            client_id: "tessera".into(),
+            created_at: T0,
+            idle_expires_at: T0 + 1_000_000,
+            absolute_expires_at: T0 + 1_000_000,
+            user_agent: None,
+            ip: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    s.revoke_session(old, T0 + 1, RevokeReason::Logout, T0 + 100)
+        .await
+        .unwrap();
+    s.throttle_hit("t", T0, 10).await.unwrap();
+    for at in [T0, T0 + 500] {
+        let e = AuditEvent {
+            at,
+            kind: "k".into(),
+            user_id: None,
+            session_id: None,
+            ip: None,
+            user_agent: None,
+            detail: None,
+        };
+        s.record_audit(e).await.unwrap();
+    }
+    let report = s.prune(T0 + 200, T0 + 50, T0 + 100).await.unwrap();
+    assert_eq!(
+        report,
+        PruneReport {
+            sessions: 1,
+            revocations: 1,
+            audit_events: 1,
+            throttle_rows: 1
+        }
+    );
+    assert!(s.get_session(old).await.unwrap().is_none());
+    assert!(s.get_session(live).await.unwrap().is_some());
+    assert_eq!(s.list_audit(None, 0, 10).await.unwrap().len(), 1);
 }

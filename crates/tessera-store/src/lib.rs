@@ -14,6 +14,15 @@ use sqlx::postgres::PgDatabaseError;
 use tessera_core::StoreError;
 
 /// Maps a driver error to the domain's storage error; unique violations name the field.
+/// Joins grant types for storage; they never contain a space.
+pub(crate) fn join_grants(grants: &[String]) -> String {
+    grants.join(" ")
+}
+
+pub(crate) fn split_grants(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
+}
+
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -24,6 +33,8 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
                 StoreError::Conflict("email")
             } else if name.contains("username") {
                 StoreError::Conflict("username")
+            } else if name.contains("client") {
+                StoreError::Conflict("client_id")
             } else {
                 StoreError::Conflict("id")
             }

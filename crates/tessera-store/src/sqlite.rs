@@ -18,11 +18,18 @@ use tessera_core::validate::LoginKey;
 use tessera_core::{Store, StoreError};
 use uuid::Uuid;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "clients_throttle",
+        include_str!("../migrations/sqlite/0002_clients_throttle.sql"),
+    ),
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -76,11 +83,6 @@ impl SqliteStore {
             .map_err(map_err)?;
         Ok(Self { writer, reader })
     }
-
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
 }
 
 fn uuid(s: &str) -> StoreResult<Uuid> {
@@ -95,6 +97,17 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
         fullname: row.try_get("fullname").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
         disabled: row.try_get::<i64, _>("disabled").map_err(map_err)? != 0,
+    })
+}
+
+fn client_from(row: &SqliteRow) -> StoreResult<Client> {
+    Ok(Client {
+        id: row.try_get("id").map_err(map_err)?,
+        name: row.try_get("name").map_err(map_err)?,
+        secret_hash: row.try_get("secret_hash").map_err(map_err)?,
+        grant_types: crate::split_grants(row.try_get("grant_types").map_err(map_err)?),
+        first_party: row.try_get::<i64, _>("first_party").map_err(map_err)? != 0,
+        created_at: row.try_get("created_at").map_err(map_err)?,
     })
 }
 
@@ -125,6 +138,11 @@ fn session_from(row: &SqliteRow) -> StoreResult<Session> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)
@@ -464,6 +482,199 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT id, email, username, fullname, created_at, disabled FROM users \
+             ORDER BY created_at, id LIMIT ? OFFSET ?",
+        )
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn retire_key(&self, kid: &str, at: i64) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL",
+        )
+        .bind(at)
+        .bind(kid)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_client(&self, c: Client) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO oauth_clients (id, name, secret_hash, grant_types, first_party, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(crate::join_grants(&c.grant_types))
+        .bind(c.first_party as i64)
+        .bind(c.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
+        let row = sqlx::query(
+            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(client_from).transpose()
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query(
+            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(client_from).collect()
+    }
+
+    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM oauth_clients WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn throttle_hit(&self, key: &str, now: i64, window: i64) -> StoreResult<ThrottleState> {
+        // SET expressions all see the row as it was, so both CASEs agree.
+        let row = sqlx::query(
+            "INSERT INTO throttle (key, window_start, window_len, hits) VALUES (?, ?, ?, 1) \
+             ON CONFLICT(key) DO UPDATE SET \
+               hits = CASE WHEN throttle.window_start + throttle.window_len <= excluded.window_start \
+                           THEN 1 ELSE throttle.hits + 1 END, \
+               window_start = CASE WHEN throttle.window_start + throttle.window_len <= excluded.window_start \
+                           THEN excluded.window_start ELSE throttle.window_start END, \
+               window_len = CASE WHEN throttle.window_start + throttle.window_len <= excluded.window_start \
+                           THEN excluded.window_len ELSE throttle.window_len END \
+             RETURNING hits, window_start + window_len AS ends",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(ThrottleState {
+            hits: row
+                .try_get::<i64, _>("hits")
+                .map_err(map_err)?
+                .clamp(0, u32::MAX as i64) as u32,
+            window_ends_at: row.try_get("ends").map_err(map_err)?,
+        })
+    }
+
+    async fn throttle_peek(&self, key: &str, now: i64) -> StoreResult<Option<ThrottleState>> {
+        let row = sqlx::query(
+            "SELECT hits, window_start + window_len AS ends FROM throttle WHERE key = ? AND window_start + window_len > ?",
+        )
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(ThrottleState {
+                hits: r
+                    .try_get::<i64, _>("hits")
+                    .map_err(map_err)?
+                    .clamp(0, u32::MAX as i64) as u32,
+                window_ends_at: r.try_get("ends").map_err(map_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM throttle WHERE key = ?")
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn prune(
+        &self,
+        now: i64,
+        sessions_before: i64,
+        audit_before: i64,
+    ) -> StoreResult<PruneReport> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE absolute_expires_at < ? OR idle_expires_at < ? OR revoked_at < ?",
+        )
+        .bind(sessions_before)
+        .bind(sessions_before)
+        .bind(sessions_before)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let revocations = sqlx::query("DELETE FROM revocations WHERE until <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let audit_events = sqlx::query("DELETE FROM audit_events WHERE at < ?")
+            .bind(audit_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let throttle_rows =
+            sqlx::query("DELETE FROM throttle WHERE window_start + window_len <= ?")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(PruneReport {
+            sessions,
+            revocations,
+            audit_events,
+            throttle_rows,
+        })
     }
 
     async fn list_audit(

@@ -67,6 +67,9 @@ pub struct Config {
     pub body_limit: usize,
     pub request_timeout: Span,
     pub database_pool_size: u32,
+    pub database_min_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub database_acquire_timeout: Span,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -99,6 +102,8 @@ impl Default for Config {
             body_limit: 16 * 1024,
             request_timeout: Span::from_secs(30),
             database_pool_size: 8,
+            database_min_connections: 0,
+            database_acquire_timeout: Span::from_secs(5),
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
@@ -346,7 +351,7 @@ fn origin_of(url: &str) -> String {
 }
 
 /// Hides a password in `scheme://user:password@host/...`.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((cred, host)) = rest.split_once('@')
         && let Some((user, _)) = cred.split_once(':')

@@ -1,6 +1,7 @@
 //! The `tessera` program: configuration, wiring of store, keys and HTTP server,
 //! and the operator CLI. Tests start the same wiring in-process.
 
+pub mod cli;
 pub mod config;
 
 use base64::Engine;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera_core::{Clock, Store};
 use tessera_server::AppState;
-use tessera_store::SqliteStore;
+use tessera_store::{PgPoolSettings, PostgresStore, SqliteStore};
 use tokio::sync::oneshot;
 
 /// A server started by [`start`].
@@ -21,7 +22,7 @@ pub struct Running {
     pub banner: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
 }
 
 impl Running {
@@ -35,12 +36,6 @@ impl Running {
         r
     }
 
-    /// Runs until the task ends (e.g. after ctrl-c).
-    pub async fn wait(self) -> std::io::Result<()> {
-        let r = self.task.await.unwrap_or(Ok(()));
-        self.store.close().await;
-        r
-    }
 }
 
 /// Reads the refresh-token secret: configured, or generated once into the data folder.
@@ -90,11 +85,28 @@ pub fn prepare_data_dir(cfg: &Config) -> Result<PathBuf, String> {
     Ok(cfg.data_dir.clone())
 }
 
-pub async fn open_store(cfg: &Config, v: &Validated) -> Result<SqliteStore, String> {
-    prepare_data_dir(cfg)?;
-    SqliteStore::open(&v.database_url, cfg.database_pool_size)
-        .await
-        .map_err(|e| format!("cannot open database {}: {e}", v.database_url))
+/// Opens the configured database (SQLite or PostgreSQL) and migrates it.
+pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, String> {
+    let shown = config::redact_url(&v.database_url);
+    let failed = |e: tessera_core::StoreError| format!("cannot open database {shown}: {e}");
+    if v.database_url.starts_with("sqlite:") {
+        prepare_data_dir(cfg)?;
+        let store = SqliteStore::open(&v.database_url, cfg.database_pool_size)
+            .await
+            .map_err(failed)?;
+        return Ok(Arc::new(store));
+    }
+    let pool = PgPoolSettings {
+        max_connections: cfg.database_pool_size,
+        min_connections: cfg.database_min_connections,
+        acquire_timeout: std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1)),
+        ..PgPoolSettings::default()
+    };
+    Ok(Arc::new(
+        PostgresStore::open(&v.database_url, pool)
+            .await
+            .map_err(failed)?,
+    ))
 }
 
 /// Starts a server for `cfg` with `clock`; binds `cfg.listen` (port 0 picks one).
@@ -103,7 +115,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     let store = open_store(cfg, &v).await?;
     let (secret, secret_source) = refresh_secret(cfg)?;
     let keys = tessera_server::load_key_set(
-        &store,
+        store.as_ref(),
         v.server.signing_alg,
         v.hs256_secret.as_deref(),
         clock.now(),
@@ -115,15 +127,22 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         keys.signing_key().alg,
         keys.signing_key().kid
     );
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let state = AppState::new(shared, clock, v.server.clone(), keys, &secret, v.hash)?;
+    let state = AppState::new(
+        store.clone(),
+        clock,
+        v.server.clone(),
+        keys,
+        &secret,
+        v.hash,
+    )?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let banner = format!(
         "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database",
-        v.server.issuer, v.database_url
+        v.server.issuer,
+        config::redact_url(&v.database_url)
     );
     let (tx, rx) = oneshot::channel::<()>();
     let router = tessera_server::router(state.clone());

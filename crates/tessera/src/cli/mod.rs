@@ -1,0 +1,169 @@
+//! The command line: `tessera serve | migrate | config show | ...` (SPEC §9).
+//! Exit codes: 0 ok, 1 failure, 2 usage error (clap's own).
+//!
+//! Each group of operator commands lives in its own module and gets the opened
+//! store through [`with_store`].
+
+use crate::config::{Config, FlagOverrides};
+use clap::{Parser, Subcommand};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tessera_core::{Store, SystemClock};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Access and refresh tokens done right"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./tessera.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data folder for the SQLite database and generated secrets [env: TESSERA_DATA_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://... or postgres://... [env: TESSERA_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on [env: TESSERA_LISTEN] [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Issuer URL put in tokens [env: TESSERA_ISSUER].
+        #[arg(long, value_name = "URL")]
+        issuer: Option<String>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Show,
+}
+
+/// A command failed: the message goes to stderr and the exit code is 1.
+pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+/// Opens the configured store, runs `f` on it, closes it.
+pub async fn with_store<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let store = match crate::open_store(cfg, &v).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let result = f(store.clone()).await;
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let mut flags = FlagOverrides {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { listen, issuer } = &cli.command {
+        flags.listen = listen.clone();
+        flags.issuer = issuer.clone();
+    }
+    let cfg = match Config::load(cli.config.as_deref(), &flags) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            print!("{}", cfg.show());
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => rt.block_on(with_store(&cfg, |_| async {
+            println!(
+                "database {} is up to date",
+                crate::config::redact_url(&cfg.database_url())
+            );
+            Ok(())
+        })),
+        Command::Serve { .. } => {
+            init_logging(&cfg.log);
+            rt.block_on(serve(&cfg))
+        }
+    }
+}
+
+async fn serve(cfg: &Config) -> ExitCode {
+    let running = match crate::start(cfg, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    println!("{}", running.banner);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    match running.stop().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{default},sqlx=warn")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
