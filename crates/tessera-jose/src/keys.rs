@@ -255,10 +255,20 @@ impl LoadedKey {
     }
 
     pub fn from_stored(stored: &StoredKey) -> Result<Self, KeyError> {
+        Self::open(stored, None)
+    }
+
+    /// Loads a stored key whose private part may be sealed with `master`.
+    pub fn open(
+        stored: &StoredKey,
+        master: Option<&crate::seal::MasterKey>,
+    ) -> Result<Self, KeyError> {
         let alg: Algorithm = stored.alg.parse()?;
+        let der = crate::seal::open(&stored.kid, &stored.private_der, master)
+            .map_err(|e| KeyError(e.to_string()))?;
         Self::from_private(
             alg,
-            &stored.private_der,
+            &der,
             stored.kid.clone(),
             stored.activates_at,
             stored.retired_at,
@@ -310,12 +320,16 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Builds the set from loaded keys. The signing key is the newest active key of
-    /// `alg` (ties broken by kid, so every instance picks the same one).
+    /// Builds the set from loaded keys. The signing key is the newest key of `alg`
+    /// that is active at `now` — activated and not yet retired — with ties broken
+    /// by kid, so every instance picks the same one. Every key given is published
+    /// and verifies; the caller drops keys whose last token has expired.
     pub fn new(keys: Vec<LoadedKey>, alg: Algorithm, now: i64) -> Result<Self, KeyError> {
         let signing_kid = keys
             .iter()
-            .filter(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none())
+            .filter(|k| {
+                k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
+            })
             .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
             .map(|k| k.kid.clone())
             .ok_or_else(|| KeyError(format!("no active {alg} signing key")))?;
@@ -327,6 +341,11 @@ impl KeySet {
             signing_kid,
             jwks,
         })
+    }
+
+    /// Every key, published or not (the HS256 key is never published).
+    pub fn keys(&self) -> impl Iterator<Item = &LoadedKey> {
+        self.keys.values()
     }
 
     pub fn signing_key(&self) -> &LoadedKey {

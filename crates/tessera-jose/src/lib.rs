@@ -4,6 +4,7 @@
 
 mod header;
 mod keys;
+pub mod seal;
 mod verify;
 
 pub use keys::{Algorithm, KeyError, KeySet, LoadedKey, generate_key, hs256_key};

@@ -21,7 +21,7 @@ use tessera_jose::{Algorithm, KeySet, VerifyOptions};
 pub use cookies::CookieNames;
 pub use error::{ApiError, ApiResult};
 pub use hashing::HashSettings;
-pub use keys::load_key_set;
+pub use keys::{KeySource, load_key_set, rotate_keys};
 
 /// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,8 @@ pub struct Settings {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub client_id: String,
+    /// How long clients may cache the JWKS; a new key signs only after this.
+    pub jwks_max_age: i64,
 }
 
 impl Settings {
@@ -86,6 +88,7 @@ pub struct AppState {
     pub refresh_codec: RefreshTokenCodec,
     pub hasher: hashing::PasswordHasher,
     pub cookies: CookieNames,
+    pub key_source: KeySource,
     verify_options: VerifyOptions,
 }
 
@@ -95,6 +98,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: Settings,
         keys: KeySet,
+        key_source: KeySource,
         refresh_secret: &[u8],
         hash: HashSettings,
     ) -> Result<Arc<Self>, String> {
@@ -111,11 +115,21 @@ impl AppState {
             refresh_codec: RefreshTokenCodec::new(refresh_secret),
             hasher: hashing::PasswordHasher::new(hash)?,
             cookies,
+            key_source,
         }))
     }
 
     pub fn key_set(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the keys from the store: picks up keys rotated by other instances
+    /// or the CLI, switches to a key whose activation time has come, and drops keys
+    /// whose last token has expired.
+    pub async fn reload_keys(&self) -> Result<(), String> {
+        let set = load_key_set(self.store.as_ref(), &self.key_source, self.now()).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        Ok(())
     }
 
     pub fn now(&self) -> i64 {

@@ -66,6 +66,9 @@ pub struct Config {
     pub trusted_origins: Option<String>,
     pub body_limit: usize,
     pub request_timeout: Span,
+    pub jwks_max_age: Span,
+    /// How often each instance re-reads the signing keys from the database.
+    pub key_reload_interval: Span,
     pub database_pool_size: u32,
     pub database_min_connections: u32,
     /// How long a request waits for a database connection before answering 503.
@@ -101,6 +104,8 @@ impl Default for Config {
             trusted_origins: None,
             body_limit: 16 * 1024,
             request_timeout: Span::from_secs(30),
+            jwks_max_age: Span::from_secs(300),
+            key_reload_interval: Span::from_secs(10),
             database_pool_size: 8,
             database_min_connections: 0,
             database_acquire_timeout: Span::from_secs(5),
@@ -136,6 +141,7 @@ pub struct Validated {
     pub hash: tessera_server::HashSettings,
     pub database_url: String,
     pub hs256_secret: Option<Vec<u8>>,
+    pub master_key: Option<Vec<u8>>,
 }
 
 fn bad(setting: &str, accepted: &str) -> String {
@@ -233,6 +239,15 @@ impl Config {
                 "HS256 needs ACCESS_TOKEN_SECRET (at least 32 bytes)",
             ));
         }
+        let master_key = match &self.master_key {
+            Some(m) if m.len() < 32 => {
+                return Err(bad("master_key (TESSERA_MASTER_KEY)", "at least 32 bytes"));
+            }
+            other => other.as_ref().map(|m| m.as_bytes().to_vec()),
+        };
+        if self.key_reload_interval.secs() == 0 {
+            return Err(bad("key_reload_interval", "must be longer than 0 seconds"));
+        }
         if let Some(s) = &self.refresh_token_secret
             && s.len() < 32
         {
@@ -273,10 +288,26 @@ impl Config {
             return Err(bad("hash_workers", "at least 1"));
         }
         let database_url = self.database_url();
-        if !database_url.starts_with("sqlite:") {
+        let postgres =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !postgres && !database_url.starts_with("sqlite:") {
             return Err(bad(
                 "database_url",
-                "a sqlite:// URL (for example sqlite://./tessera-data/tessera.db)",
+                "a sqlite:// URL (sqlite://./tessera-data/tessera.db) or a postgres:// URL",
+            ));
+        }
+        if postgres && self.refresh_token_secret.is_none() {
+            // Every instance on a shared database must verify every other's refresh
+            // tokens, and the secret must not live in the database it protects.
+            return Err(bad(
+                "REFRESH_TOKEN_SECRET",
+                "must be set (at least 32 bytes, the same on every instance) when the database is PostgreSQL",
+            ));
+        }
+        if self.database_pool_size == 0 || self.database_min_connections > self.database_pool_size {
+            return Err(bad(
+                "database_pool_size / database_min_connections",
+                "a pool size of at least 1 and not below the minimum",
             ));
         }
         let trusted_origins = self
@@ -317,10 +348,12 @@ impl Config {
                 body_limit: self.body_limit,
                 request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 client_id: "tessera".into(),
+                jwks_max_age: self.jwks_max_age.as_i64(),
             },
             hash,
             database_url,
             hs256_secret,
+            master_key,
         })
     }
 

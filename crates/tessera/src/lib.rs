@@ -21,8 +21,22 @@ pub struct Running {
     pub state: Arc<AppState>,
     pub banner: String,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Periodic jobs (key reload, pruning); stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     store: Arc<dyn Store>,
+}
+
+impl Drop for Running {
+    /// A server dropped without `stop` still stops accepting and ends its jobs.
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        for job in &self.background {
+            job.abort();
+        }
+    }
 }
 
 impl Running {
@@ -31,11 +45,13 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let r = self.task.await.unwrap_or(Ok(()));
+        for job in &self.background {
+            job.abort();
+        }
+        let r = (&mut self.task).await.unwrap_or(Ok(()));
         self.store.close().await;
         r
     }
-
 }
 
 /// Reads the refresh-token secret: configured, or generated once into the data folder.
@@ -109,19 +125,29 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
     ))
 }
 
+/// Where signing keys come from, per the validated configuration.
+pub fn key_source(v: &Validated) -> Result<tessera_server::KeySource, String> {
+    let master = match &v.master_key {
+        Some(m) => Some(tessera_jose::seal::MasterKey::new(m).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok(tessera_server::KeySource {
+        alg: v.server.signing_alg,
+        hs256_secret: v.hs256_secret.clone(),
+        master,
+        retire_window: v.server.access_ttl + v.server.leeway,
+    })
+}
+
 /// Starts a server for `cfg` with `clock`; binds `cfg.listen` (port 0 picks one).
 pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, String> {
     let v = cfg.validate()?;
     let store = open_store(cfg, &v).await?;
     let (secret, secret_source) = refresh_secret(cfg)?;
-    let keys = tessera_server::load_key_set(
-        store.as_ref(),
-        v.server.signing_alg,
-        v.hs256_secret.as_deref(),
-        clock.now(),
-    )
-    .await
-    .map_err(|e| format!("cannot load signing keys: {e}"))?;
+    let key_source = key_source(&v)?;
+    let keys = tessera_server::load_key_set(store.as_ref(), &key_source, clock.now())
+        .await
+        .map_err(|e| format!("cannot load signing keys: {e}"))?;
     let signing = format!(
         "{} (kid {})",
         keys.signing_key().alg,
@@ -132,6 +158,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         clock,
         v.server.clone(),
         keys,
+        key_source,
         &secret,
         v.hash,
     )?;
@@ -149,11 +176,22 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     let task = tokio::spawn(tessera_server::serve(listener, router, async move {
         let _ = rx.await;
     }));
+    let reload_every = std::time::Duration::from_secs(cfg.key_reload_interval.secs());
+    let reloading = state.clone();
+    let background = vec![tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(reload_every).await;
+            if let Err(e) = reloading.reload_keys().await {
+                tracing::warn!(error = %e, "could not reload signing keys");
+            }
+        }
+    })];
     Ok(Running {
         addr,
         state,
         banner,
         shutdown: Some(tx),
+        background,
         task,
         store,
     })

@@ -9,9 +9,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// How long clients may cache the JWKS; a new key is published this long before it signs.
-pub const JWKS_MAX_AGE: u64 = 300;
-
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let body = state.key_set().jwks_json().to_string();
     let mut res = body.into_response();
@@ -22,7 +19,8 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     );
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}")).expect("static header"),
+        HeaderValue::from_str(&format!("public, max-age={}", state.settings.jwks_max_age))
+            .expect("digits only"),
     );
     res
 }

@@ -4,6 +4,8 @@
 //! Each group of operator commands lives in its own module and gets the opened
 //! store through [`with_store`].
 
+mod keys;
+
 use crate::config::{Config, FlagOverrides};
 use clap::{Parser, Subcommand};
 use std::future::Future;
@@ -45,6 +47,11 @@ enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Signing keys: list, rotate.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -56,6 +63,12 @@ enum Command {
 enum ConfigCommand {
     /// Print the effective configuration, secrets redacted.
     Show,
+}
+
+/// A Unix time as the operator reads it (RFC 3339, UTC).
+pub fn time(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A command failed: the message goes to stderr and the exit code is 1.
@@ -115,6 +128,7 @@ pub fn run() -> ExitCode {
             print!("{}", cfg.show());
             ExitCode::SUCCESS
         }
+        Command::Keys { command } => rt.block_on(keys::run(&cfg, command)),
         Command::Migrate => rt.block_on(with_store(&cfg, |_| async {
             println!(
                 "database {} is up to date",

@@ -4,5 +4,6 @@
 mod api;
 mod binary;
 mod hostile;
+mod keys;
 mod rotation;
 mod support;

@@ -5,6 +5,43 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Every rotation rule runs against SQLite and, when configured, PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::support::TestServer::start().await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(s) = crate::support::TestServer::start_pg().await {
+                        super::$name(s).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    rotation_returns_new_tokens_and_extends_idle_expiry,
+    fifty_parallel_refreshes_converge_on_one_successor,
+    lost_response_replay_within_grace_gets_the_same_successor,
+    replay_after_grace_is_theft_and_kills_the_successor,
+    older_token_is_reuse_even_inside_grace,
+    rules_hold_across_a_restart,
+    idle_expiry_ends_an_unused_session,
+    absolute_expiry_caps_an_active_session,
+    expired_access_token_says_so,
+    disabled_user_cannot_refresh,
+);
+
 async fn stored_counter(s: &TestServer, sid: &str) -> u64 {
     let (session, _) = s
         .state()
@@ -16,9 +53,7 @@ async fn stored_counter(s: &TestServer, sid: &str) -> u64 {
     session.counter
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_returns_new_tokens_and_extends_idle_expiry() {
-    let s = TestServer::start().await;
+async fn rotation_returns_new_tokens_and_extends_idle_expiry(s: TestServer) {
     let t0 = s.user("rot").await;
     s.clock.advance(3600);
     let t1 = s.refresh_ok(&t0.refresh).await;
@@ -31,9 +66,7 @@ async fn rotation_returns_new_tokens_and_extends_idle_expiry() {
     assert_eq!(s.me_status(&t1.access).await, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_parallel_refreshes_converge_on_one_successor() {
-    let s = TestServer::start().await;
+async fn fifty_parallel_refreshes_converge_on_one_successor(s: TestServer) {
     let t0 = s.user("tabs").await;
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -72,9 +105,7 @@ async fn fifty_parallel_refreshes_converge_on_one_successor() {
     assert_eq!(s.me_status(&t2.access).await, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_response_replay_within_grace_gets_the_same_successor() {
-    let s = TestServer::start().await;
+async fn lost_response_replay_within_grace_gets_the_same_successor(s: TestServer) {
     let t0 = s.user("lost").await;
     let t1 = s.refresh_ok(&t0.refresh).await;
     s.clock.advance(9);
@@ -88,9 +119,7 @@ async fn lost_response_replay_within_grace_gets_the_same_successor() {
     s.refresh_ok(&t1.refresh).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_after_grace_is_theft_and_kills_the_successor() {
-    let s = TestServer::start().await;
+async fn replay_after_grace_is_theft_and_kills_the_successor(s: TestServer) {
     let t0 = s.user("thief").await;
     let t1 = s.refresh_ok(&t0.refresh).await;
     s.clock.advance(11);
@@ -131,9 +160,7 @@ async fn replay_after_grace_is_theft_and_kills_the_successor() {
 }
 
 /// t0's successor t1 has been used (to get t2), so t0 no longer converges.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn older_token_is_reuse_even_inside_grace() {
-    let s = TestServer::start().await;
+async fn older_token_is_reuse_even_inside_grace(s: TestServer) {
     let t0 = s.user("older").await;
     let t1 = s.refresh_ok(&t0.refresh).await;
     let t2 = s.refresh_ok(&t1.refresh).await;
@@ -151,9 +178,7 @@ async fn older_token_is_reuse_even_inside_grace() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rules_hold_across_a_restart() {
-    let s = TestServer::start().await;
+async fn rules_hold_across_a_restart(s: TestServer) {
     let t0 = s.user("restart").await;
     let t1 = s.refresh_ok(&t0.refresh).await;
     let s = s.restart().await;
@@ -176,9 +201,7 @@ async fn rules_hold_across_a_restart() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_expiry_ends_an_unused_session() {
-    let s = TestServer::start().await;
+async fn idle_expiry_ends_an_unused_session(s: TestServer) {
     let t0 = s.user("idle").await;
     s.clock.advance(10 * 86_400 - 1);
     let t1 = s.refresh_ok(&t0.refresh).await; // extends the idle expiry
@@ -193,9 +216,7 @@ async fn idle_expiry_ends_an_unused_session() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn absolute_expiry_caps_an_active_session() {
-    let s = TestServer::start().await;
+async fn absolute_expiry_caps_an_active_session(s: TestServer) {
     let mut t = s.user("absolute").await;
     // Refresh every 5 days: the idle expiry never bites, the 30-day cap does.
     for _ in 0..5 {
@@ -216,9 +237,7 @@ async fn absolute_expiry_caps_an_active_session() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_access_token_says_so() {
-    let s = TestServer::start().await;
+async fn expired_access_token_says_so(s: TestServer) {
     let t = s.user("expired").await;
     s.clock.advance(15 * 60 + 31);
     let r = s.get_auth("/v1/me", &t.access).await;
@@ -237,9 +256,7 @@ async fn expired_access_token_says_so() {
     assert_eq!(s.me_status(&t1.access).await, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabled_user_cannot_refresh() {
-    let s = TestServer::start().await;
+async fn disabled_user_cannot_refresh(s: TestServer) {
     let t = s.user("disabled").await;
     let uid = Uuid::parse_str(t.raw["user"]["id"].as_str().unwrap()).unwrap();
     s.state().store.set_user_disabled(uid, true).await.unwrap();

@@ -21,7 +21,81 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     }
 }
 
+/// A PostgreSQL schema of its own for one test, dropped when the test ends.
+pub struct PgSchema {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async context guarantees; use a small runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(pg_admin(
+                &url,
+                format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            ));
+        })
+        .join();
+    }
+}
+
+async fn pg_admin(url: &str, sql: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to TESSERA_TEST_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .expect("admin statement");
+    let _ = conn.close().await;
+}
+
+/// The PostgreSQL server for tests, or `None` (said once on stderr) when unset.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "PostgreSQL end-to-end tests skipped: TESSERA_TEST_POSTGRES_URL is not set"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// Creates a fresh schema and returns a database URL whose connections use it.
+pub async fn pg_schema() -> Option<(String, Arc<PgSchema>)> {
+    let url = pg_url()?;
+    // Only hex digits after a fixed prefix: safe inside the statement.
+    let name = format!("tessera_e2e_{}", uuid::Uuid::now_v7().simple());
+    pg_admin(&url, format!("CREATE SCHEMA {name}")).await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options[search_path]={name}");
+    Some((
+        scoped,
+        Arc::new(PgSchema {
+            admin_url: url,
+            name,
+        }),
+    ))
+}
+
+pub const SHARED_REFRESH_SECRET: &str = "shared-refresh-secret-for-every-instance-0123";
+
 pub struct TestServer {
+    pub pg: Option<Arc<PgSchema>>,
     pub running: Option<Running>,
     pub base: String,
     pub http: Client,
@@ -39,10 +113,30 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut cfg = test_config(dir.path());
         tweak(&mut cfg);
-        Self::boot(cfg, ManualClock::starting_now(), dir).await
+        Self::boot(cfg, ManualClock::starting_now(), dir, None).await
     }
 
-    async fn boot(cfg: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) -> Self {
+    /// A server on a fresh PostgreSQL schema, or `None` when no server is configured.
+    pub async fn start_pg() -> Option<Self> {
+        Self::start_pg_with(|_| {}).await
+    }
+
+    pub async fn start_pg_with(tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (url, schema) = pg_schema().await?;
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut cfg = test_config(dir.path());
+        cfg.database_url = Some(url);
+        cfg.refresh_token_secret = Some(SHARED_REFRESH_SECRET.into());
+        tweak(&mut cfg);
+        Some(Self::boot(cfg, ManualClock::starting_now(), dir, Some(schema)).await)
+    }
+
+    async fn boot(
+        cfg: Config,
+        clock: ManualClock,
+        dir: Arc<tempfile::TempDir>,
+        pg: Option<Arc<PgSchema>>,
+    ) -> Self {
         let running = tessera::start(&cfg, Arc::new(clock.clone()) as Arc<dyn Clock>)
             .await
             .unwrap();
@@ -52,6 +146,7 @@ impl TestServer {
             .build()
             .unwrap();
         TestServer {
+            pg,
             running: Some(running),
             base,
             http,
@@ -64,7 +159,13 @@ impl TestServer {
     /// Stops this server and starts a new one on the same data folder and clock.
     pub async fn restart(mut self) -> Self {
         self.running.take().unwrap().stop().await.unwrap();
-        Self::boot(self.cfg.clone(), self.clock.clone(), self.dir.clone()).await
+        Self::boot(
+            self.cfg.clone(),
+            self.clock.clone(),
+            self.dir.clone(),
+            self.pg.clone(),
+        )
+        .await
     }
 
     pub fn clock_now(&self) -> i64 {
@@ -141,15 +242,6 @@ impl TestServer {
 
     pub async fn me_status(&self, access: &str) -> StatusCode {
         self.get_auth("/v1/me", access).await.status()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            // Best effort: the runtime may already be shutting down.
-            drop(r);
-        }
     }
 }
 

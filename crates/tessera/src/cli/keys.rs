@@ -1,0 +1,87 @@
+//! `tessera keys list | rotate`: the signing keys every instance shares.
+
+use crate::config::Config;
+use clap::Subcommand;
+use std::process::ExitCode;
+use tessera_core::model::AuditEvent;
+use tessera_core::{Clock, SystemClock};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and what each does now.
+    List,
+    /// Publish a new signing key now; it signs after the JWKS cache lifetime and the
+    /// current key stays published until its last token has expired.
+    Rotate,
+}
+
+fn when(t: i64) -> String {
+    crate::cli::time(t)
+}
+
+pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return super::fail(e),
+    };
+    let src = match crate::key_source(&v) {
+        Ok(s) => s,
+        Err(e) => return super::fail(e),
+    };
+    let now = SystemClock.now();
+    super::with_store(cfg, |store| async move {
+        match cmd {
+            KeysCommand::List => {
+                let set = tessera_server::load_key_set(store.as_ref(), &src, now).await?;
+                let signing = set.signing_key().kid.clone();
+                println!("{:<45} {:<6} {:<10} {:<21} {:<21} RETIRED", "KID", "ALG", "STATE", "CREATED", "SIGNS FROM");
+                for k in store.list_keys().await.map_err(|e| e.to_string())? {
+                    let state = if k.kid == signing {
+                        "signing"
+                    } else if k.activates_at > now {
+                        "next"
+                    } else if k.retired_at.is_some_and(|r| r <= now) {
+                        "retired"
+                    } else {
+                        "verifies"
+                    };
+                    let retired = k.retired_at.map(when).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<45} {:<6} {:<10} {:<21} {:<21} {retired}",
+                        k.kid,
+                        k.alg,
+                        state,
+                        when(k.created_at),
+                        when(k.activates_at)
+                    );
+                }
+                if src.hs256_secret.is_some() {
+                    println!("{signing:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)");
+                }
+                Ok(())
+            }
+            KeysCommand::Rotate => {
+                let key = tessera_server::rotate_keys(store.as_ref(), &src, now, v.server.jwks_max_age).await?;
+                let detail = format!("kid={} alg={} signs_from={}", key.kid, key.alg, key.activates_at);
+                let event = AuditEvent {
+                    at: now,
+                    kind: "key_rotated".into(),
+                    user_id: None,
+                    session_id: None,
+                    ip: None,
+                    user_agent: Some("tessera keys rotate".into()),
+                    detail: Some(detail),
+                };
+                store.record_audit(event).await.map_err(|e| e.to_string())?;
+                println!(
+                    "published key {} ({}); it signs from {}; the previous key stays published until its last token expires",
+                    key.kid,
+                    key.alg,
+                    when(key.activates_at)
+                );
+                Ok(())
+            }
+        }
+    })
+    .await
+}
