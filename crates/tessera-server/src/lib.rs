@@ -7,6 +7,7 @@ mod error;
 mod extract;
 pub mod hashing;
 mod keys;
+mod oauth;
 mod routes;
 mod tokens;
 
@@ -21,6 +22,7 @@ use tessera_jose::{Algorithm, KeySet, VerifyOptions};
 pub use cookies::CookieNames;
 pub use error::{ApiError, ApiResult};
 pub use hashing::HashSettings;
+pub use oauth::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
 pub use keys::{KeySource, load_key_set, rotate_keys};
 
 /// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
@@ -59,7 +61,10 @@ pub struct Settings {
     pub trusted_origins: Vec<String>,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// The default first-party OAuth client (JSON API sessions belong to it).
     pub client_id: String,
+    /// Whether `/oauth/token` accepts `grant_type=password` (first-party clients only).
+    pub password_grant: bool,
     /// How long clients may cache the JWKS; a new key signs only after this.
     pub jwks_max_age: i64,
 }

@@ -66,6 +66,8 @@ pub struct Config {
     pub trusted_origins: Option<String>,
     pub body_limit: usize,
     pub request_timeout: Span,
+    /// Whether `/oauth/token` accepts `grant_type=password` from first-party clients.
+    pub password_grant: bool,
     pub jwks_max_age: Span,
     /// How often each instance re-reads the signing keys from the database.
     pub key_reload_interval: Span,
@@ -104,6 +106,7 @@ impl Default for Config {
             trusted_origins: None,
             body_limit: 16 * 1024,
             request_timeout: Span::from_secs(30),
+            password_grant: true,
             jwks_max_age: Span::from_secs(300),
             key_reload_interval: Span::from_secs(10),
             database_pool_size: 8,
@@ -348,6 +351,7 @@ impl Config {
                 body_limit: self.body_limit,
                 request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 client_id: "tessera".into(),
+                password_grant: self.password_grant,
                 jwks_max_age: self.jwks_max_age.as_i64(),
             },
             hash,

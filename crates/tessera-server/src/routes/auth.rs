@@ -96,19 +96,23 @@ pub async fn login(
             "password: must be at most 128 characters",
         ));
     }
-    let (user, session) = state.password_login(&login, body.password, &client).await?;
+    let (user, session) = state
+        .password_login(&login, body.password, &client, &state.settings.client_id)
+        .await?;
     let issued = state.issue(&session, &user, 0, session.created_at)?;
     Ok(state.token_response(issued, body.delivery))
 }
 
 impl AppState {
-    /// Checks a login and password and opens a new session. Unknown users, wrong
-    /// passwords and disabled users all cost one hash and answer the same.
+    /// Checks a login and password and opens a new session for OAuth client
+    /// `client_id`. Unknown users, wrong passwords and disabled users all cost one
+    /// hash and answer the same.
     pub async fn password_login(
         &self,
         login: &str,
         password: String,
         client: &ClientInfo,
+        client_id: &str,
     ) -> ApiResult<(User, Session)> {
         let key = validate::login_key(login);
         let record = match &key {
@@ -141,7 +145,7 @@ impl AppState {
             .create_session(NewSession {
                 id: Uuid::now_v7(),
                 user_id: record.user.id,
-                client_id: s.client_id.clone(),
+                client_id: client_id.to_string(),
                 created_at: now,
                 idle_expires_at: now + s.refresh_idle.min(s.session_max),
                 absolute_expires_at: now + s.session_max,
@@ -163,7 +167,13 @@ impl AppState {
     /// Applies the rotation rules (SPEC §4.3) to a presented refresh token.
     /// A lost compare-and-set means another request rotated first: decide again on
     /// the fresh state, which turns this request into a grace replay.
-    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> ApiResult<Issued> {
+    /// A token is only accepted from the OAuth client its session belongs to.
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        client_id: &str,
+    ) -> ApiResult<Issued> {
         let token = self
             .refresh_codec
             .decode(presented)
@@ -175,6 +185,11 @@ impl AppState {
                 .get_session(token.session_id)
                 .await?
                 .ok_or_else(|| ApiError::invalid_grant("the refresh token is invalid"))?;
+            if session.client_id != client_id {
+                return Err(ApiError::invalid_grant(
+                    "the refresh token was issued to another client",
+                ));
+            }
             match decide(
                 &session,
                 user.disabled,
@@ -311,7 +326,9 @@ pub async fn refresh(
         refresh_token_from(&state, &method, &headers, body.refresh_token)?.ok_or_else(|| {
             ApiError::bad_request("refresh_token is required (in the body or the refresh cookie)")
         })?;
-    let issued = state.refresh(&token, &client).await?;
+    let issued = state
+        .refresh(&token, &client, &state.settings.client_id)
+        .await?;
     Ok(state.token_response(issued, body.delivery.unwrap_or_default()))
 }
 

@@ -9,6 +9,7 @@ mod keys;
 use crate::config::{Config, FlagOverrides};
 use clap::{Parser, Subcommand};
 use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,7 +149,8 @@ async fn serve(cfg: &Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    println!("{}", running.banner);
+    // A closed stdout must not take the server down.
+    let _ = writeln!(std::io::stdout(), "{}", running.banner);
     shutdown_signal().await;
     tracing::info!("shutting down");
     match running.stop().await {
@@ -179,5 +181,6 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -1,18 +1,8 @@
 //! The real `tessera` binary: zero-config start, configuration errors, config show.
 
+use crate::support::tessera;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-fn tessera() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TESSERA_") || k.ends_with("_TOKEN_SECRET") || k.ends_with("_TOKEN_EXPIRY")
-        {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use std::process::Stdio;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_config_start_creates_and_keeps_its_data() {

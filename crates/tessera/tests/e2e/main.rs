@@ -4,6 +4,7 @@
 mod api;
 mod binary;
 mod hostile;
+mod instances;
 mod keys;
 mod rotation;
 mod support;

@@ -283,3 +283,15 @@ pub async fn expect_error(r: Response, status: StatusCode, code: &str) -> Value 
     assert_eq!(ct.as_deref(), Some("application/json"));
     body
 }
+
+/// The real `tessera` binary, with no configuration inherited from this process.
+pub fn tessera() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TESSERA_") || k.ends_with("_TOKEN_SECRET") || k.ends_with("_TOKEN_EXPIRY")
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}

@@ -1,0 +1,499 @@
+//! The OAuth 2 / OpenID Connect endpoints: token (refresh and password grants),
+//! revocation, introspection, userinfo and discovery (SPEC §5.2).
+
+use super::openapi::ErrorBody;
+use crate::AppState;
+use crate::error::ApiResult;
+use crate::extract::{AccessAuth, ClientInfo};
+use crate::oauth::{Form, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, OAuthError, param};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tessera_core::model::RevokeReason;
+use tessera_core::validate;
+use tessera_core::{Client, RefreshDecision, Session, User, decide};
+use utoipa::ToSchema;
+
+/// `POST /oauth/token` parameters (RFC 6749 §4.3.2, §6, §2.3.1).
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// `refresh_token` or `password`.
+    grant_type: Option<String>,
+    refresh_token: Option<String>,
+    /// An email or a username (password grant).
+    username: Option<String>,
+    password: Option<String>,
+    /// Tessera issues tokens without scopes; a non-empty scope is refused.
+    scope: Option<String>,
+    /// Identifies the client (`none` and `client_secret_post`).
+    client_id: Option<String>,
+    /// `client_secret_post`; or use HTTP Basic (`client_secret_basic`).
+    client_secret: Option<String>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Serialize, ToSchema)]
+pub struct OAuthTokenResponse {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Access-token lifetime in seconds.
+    expires_in: i64,
+    refresh_token: String,
+}
+
+/// Headers every response carrying tokens or token facts has (RFC 6749 §5.1).
+fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn allows(client: &Client, grant: &str) -> bool {
+    client.grant_types.iter().any(|g| g == grant)
+}
+
+/// Issue tokens: refresh-token rotation or first-party password login.
+///
+/// The refresh grant follows exactly the rotation rules of `/v1/auth/refresh`
+/// (a replay of the previous token within the grace window gets the same successor;
+/// any other reuse revokes the session). A refresh token is only accepted from the
+/// client whose session it is.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses(
+        (status = 200, description = "Tokens issued", body = OAuthTokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody),
+        (status = 429, description = "Too many attempts", body = ErrorBody),
+        (status = 503, description = "Overloaded", body = ErrorBody),
+    )
+)]
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    info: ClientInfo,
+    Form(req): Form<TokenRequest>,
+) -> Result<Response, OAuthError> {
+    let client = state
+        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .await?;
+    let grant = param(&req.grant_type)
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let issued = match grant {
+        GRANT_REFRESH_TOKEN => {
+            if !allows(&client, GRANT_REFRESH_TOKEN) {
+                return Err(OAuthError::unauthorized_client(
+                    "this client may not use the refresh_token grant",
+                ));
+            }
+            no_scope(&req)?;
+            let token = param(&req.refresh_token)
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            state.refresh(token, &info, &client.id).await?
+        }
+        GRANT_PASSWORD if state.settings.password_grant => {
+            if !client.first_party || !allows(&client, GRANT_PASSWORD) {
+                return Err(OAuthError::unauthorized_client(
+                    "only first-party clients allowed the password grant may use it",
+                ));
+            }
+            no_scope(&req)?;
+            let (Some(username), Some(password)) = (param(&req.username), param(&req.password))
+            else {
+                return Err(OAuthError::invalid_request(
+                    "username and password are required",
+                ));
+            };
+            if username.len() > 320 {
+                return Err(OAuthError::invalid_request("username is too long"));
+            }
+            if password.chars().nth(validate::PASSWORD_MAX_CHARS).is_some() {
+                return Err(OAuthError::invalid_request(
+                    "password: must be at most 128 characters",
+                ));
+            }
+            let (user, session) = state
+                .password_login(username, password.to_string(), &info, &client.id)
+                .await?;
+            state.issue(&session, &user, 0, session.created_at)?
+        }
+        _ => {
+            return Err(OAuthError::unsupported_grant_type(
+                "supported grant types: refresh_token, and password when enabled",
+            ));
+        }
+    };
+    let body = OAuthTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token: issued.refresh_token,
+    };
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+fn no_scope(req: &TokenRequest) -> Result<(), OAuthError> {
+    match param(&req.scope).map(str::trim).filter(|s| !s.is_empty()) {
+        Some(_) => Err(OAuthError::invalid_scope(
+            "Tessera issues tokens without scopes; omit scope",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `POST /oauth/revoke` and `POST /oauth/introspect` parameters (RFC 7009, 7662).
+#[derive(Deserialize, ToSchema)]
+pub struct TokenQuery {
+    /// An access token or a refresh token.
+    token: Option<String>,
+    /// `access_token` or `refresh_token`; only a hint (both kinds are recognised).
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// What a presented token turned out to be.
+enum Presented {
+    /// A genuine refresh token of an existing session, and what presenting it to
+    /// the token endpoint now would do (nothing is written).
+    Refresh {
+        session: Session,
+        user: User,
+        decision: RefreshDecision,
+    },
+    /// A valid access token of a live session.
+    Access(Box<AccessAuth>),
+    /// Malformed, forged, expired, or of a session that is gone.
+    Unknown,
+}
+
+impl AppState {
+    /// Recognises a token without changing anything. Refresh tokens are told apart
+    /// by their format, so `token_type_hint` is not needed (RFC 7009 §2.1 lets the
+    /// server ignore it).
+    async fn presented(&self, token: &str) -> ApiResult<Presented> {
+        if let Ok(t) = self.refresh_codec.decode(token) {
+            let Some((session, user)) = self.store.get_session(t.session_id).await? else {
+                return Ok(Presented::Unknown);
+            };
+            let decision = decide(
+                &session,
+                user.disabled,
+                t.counter,
+                self.now(),
+                self.settings.refresh_policy(),
+            );
+            return Ok(Presented::Refresh {
+                session,
+                user,
+                decision,
+            });
+        }
+        match self.authenticate(token, false).await {
+            Ok(auth) => Ok(Presented::Access(Box::new(auth))),
+            Err(e) if e.code == "invalid_token" => Ok(Presented::Unknown),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Revoke a token (RFC 7009).
+///
+/// A refresh token ends its whole session. An access token ends its session too
+/// (access tokens are stateless: ending the session is what stops them, on Tessera
+/// at once and on resource servers through the revocation feed). Unknown, invalid
+/// or already-ended tokens answer 200 as well. A token issued to another client is
+/// refused with `invalid_grant`.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "`invalid_request`, `invalid_grant` (another client's token)", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody),
+    )
+)]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    info: ClientInfo,
+    Form(req): Form<TokenQuery>,
+) -> Result<Response, OAuthError> {
+    let client = state
+        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .await?;
+    let token = param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let session = match state.presented(token).await? {
+        Presented::Refresh {
+            decision: RefreshDecision::Rejected(_),
+            ..
+        }
+        | Presented::Unknown => None,
+        Presented::Refresh { session, .. } => Some(session),
+        Presented::Access(auth) => Some(auth.session),
+    };
+    if let Some(session) = session {
+        if session.client_id != client.id {
+            return Err(OAuthError::invalid_grant(
+                "the token was issued to another client",
+            ));
+        }
+        if state.revoke(session.id, RevokeReason::Logout).await? {
+            state
+                .audit(
+                    "logout",
+                    Some(session.user_id),
+                    Some(session.id),
+                    &info,
+                    Some("oauth revocation".into()),
+                )
+                .await;
+        }
+    }
+    Ok(no_store(StatusCode::OK.into_response()))
+}
+
+/// An introspection answer (RFC 7662 §2.2). Inactive tokens get `{"active": false}`
+/// and nothing else.
+#[derive(Serialize, ToSchema, Default)]
+pub struct Introspection {
+    active: bool,
+    /// `Bearer` for an access token, `refresh_token` for a refresh token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// The access token's audience (string or array).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    aud: Option<serde_json::Value>,
+    /// Session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// Introspect a token (RFC 7662); for confidential clients only.
+///
+/// A refresh token is active only while it is the session's current one (a
+/// superseded token is inactive, and introspecting it revokes nothing); an access
+/// token while it verifies and its session is live.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
+    security(("client_basic" = [])),
+    responses(
+        (status = 200, description = "Token state", body = Introspection),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_client` (also for public clients)", body = ErrorBody),
+    )
+)]
+pub async fn introspect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(req): Form<TokenQuery>,
+) -> Result<Response, OAuthError> {
+    let client = state
+        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .await?;
+    if client.secret_hash.is_none() {
+        return Err(OAuthError::invalid_client(
+            headers.contains_key(header::AUTHORIZATION),
+            "introspection needs a confidential client",
+        ));
+    }
+    let token = param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let answer = match state.presented(token).await? {
+        Presented::Refresh {
+            session,
+            user,
+            decision: RefreshDecision::Rotate { .. },
+        } => Introspection {
+            active: true,
+            token_type: Some("refresh_token"),
+            client_id: Some(session.client_id),
+            sub: Some(user.id.to_string()),
+            username: Some(user.username),
+            exp: Some(session.idle_expires_at.min(session.absolute_expires_at)),
+            iat: Some(session.rotated_at),
+            iss: Some(state.settings.issuer.clone()),
+            sid: Some(session.id.to_string()),
+            ..Default::default()
+        },
+        Presented::Access(auth) => {
+            let c = auth.claims;
+            Introspection {
+                active: true,
+                token_type: Some("Bearer"),
+                client_id: Some(c.client_id),
+                sub: Some(c.sub),
+                username: Some(auth.user.username),
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                iss: Some(c.iss),
+                aud: serde_json::to_value(c.aud).ok(),
+                sid: Some(c.sid),
+                jti: Some(c.jti),
+            }
+        }
+        _ => Introspection::default(),
+    };
+    Ok(no_store(axum::Json(answer).into_response()))
+}
+
+/// Standard claims about the signed-in user (OIDC Core §5.1).
+#[derive(Serialize, ToSchema)]
+pub struct UserInfo {
+    sub: String,
+    email: String,
+    /// Tessera does not verify email addresses.
+    email_verified: bool,
+    preferred_username: String,
+    /// Omitted when the user has no full name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// The signed-in user's claims (OIDC Core §5.3), by access token; GET or POST.
+#[utoipa::path(
+    method(get, post),
+    path = "/oauth/userinfo",
+    tag = "oauth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Claims", body = UserInfo),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`", body = ErrorBody),
+    )
+)]
+pub async fn userinfo(auth: AccessAuth) -> Response {
+    let u = auth.user;
+    let body = UserInfo {
+        sub: u.id.to_string(),
+        email: u.email,
+        email_verified: false,
+        preferred_username: u.username,
+        name: Some(u.fullname).filter(|n| !n.is_empty()),
+    };
+    no_store(axum::Json(body).into_response())
+}
+
+/// Authorization-server metadata (RFC 8414; OpenID Connect Discovery 1.0).
+///
+/// Tessera has no authorization endpoint: it issues tokens only at the token
+/// endpoint, by the refresh-token and password grants. So `authorization_endpoint`
+/// is absent and `response_types_supported` is an empty list — both specifications
+/// require the field, and an empty list is the accurate answer. Tessera issues no
+/// ID tokens either; OIDC Discovery requires `id_token_signing_alg_values_supported`,
+/// which names the one algorithm the server signs its JWTs with.
+#[derive(Serialize, ToSchema)]
+pub struct ServerMetadata {
+    issuer: String,
+    token_endpoint: String,
+    revocation_endpoint: String,
+    introspection_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    grant_types_supported: Vec<&'static str>,
+    response_types_supported: Vec<&'static str>,
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    id_token_signing_alg_values_supported: Vec<&'static str>,
+    subject_types_supported: Vec<&'static str>,
+    claims_supported: Vec<&'static str>,
+}
+
+fn metadata(state: &AppState) -> Response {
+    let s = &state.settings;
+    let base = s.issuer.trim_end_matches('/');
+    let at = |path: &str| format!("{base}{path}");
+    let mut grants = vec![GRANT_REFRESH_TOKEN];
+    if s.password_grant {
+        grants.push(GRANT_PASSWORD);
+    }
+    let client_auth = vec!["client_secret_basic", "client_secret_post", "none"];
+    let body = ServerMetadata {
+        issuer: s.issuer.clone(),
+        token_endpoint: at("/oauth/token"),
+        revocation_endpoint: at("/oauth/revoke"),
+        introspection_endpoint: at("/oauth/introspect"),
+        userinfo_endpoint: at("/oauth/userinfo"),
+        jwks_uri: at("/.well-known/jwks.json"),
+        grant_types_supported: grants,
+        response_types_supported: vec![],
+        token_endpoint_auth_methods_supported: client_auth.clone(),
+        revocation_endpoint_auth_methods_supported: client_auth,
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        id_token_signing_alg_values_supported: vec![s.signing_alg.as_str()],
+        subject_types_supported: vec!["public"],
+        claims_supported: vec![
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "jti",
+            "sid",
+            "client_id",
+            "email",
+            "email_verified",
+            "preferred_username",
+            "name",
+        ],
+    };
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
+/// OpenID Connect Discovery metadata.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "oauth",
+    responses((status = 200, description = "Provider metadata", body = ServerMetadata))
+)]
+pub async fn openid_configuration(State(state): State<Arc<AppState>>) -> Response {
+    metadata(&state)
+}
+
+/// OAuth 2 authorization-server metadata (RFC 8414); the same document.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth",
+    responses((status = 200, description = "Server metadata", body = ServerMetadata))
+)]
+pub async fn oauth_authorization_server(State(state): State<Arc<AppState>>) -> Response {
+    metadata(&state)
+}

@@ -1,0 +1,360 @@
+//! Many instances on one PostgreSQL database (SPEC §8), and losing the database.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A `tessera serve` process; killed when dropped.
+struct Instance {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ISSUER: &str = "http://tessera.test";
+
+fn shared_env(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TESSERA_DATABASE_URL", url.to_string()),
+        ("REFRESH_TOKEN_SECRET", SHARED_REFRESH_SECRET.to_string()),
+        ("TESSERA_ISSUER", ISSUER.to_string()),
+        ("TESSERA_ARGON2_MEMORY_KIB", "1024".to_string()),
+        ("TESSERA_ARGON2_ITERATIONS", "1".to_string()),
+        ("TESSERA_KEY_RELOAD_INTERVAL", "1".to_string()),
+        ("TESSERA_LOG", "warn".to_string()),
+    ]
+}
+
+fn spawn_instance(url: &str) -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tessera()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(shared_env(url))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    // Keep reading so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let base = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "banner: {line}");
+    Instance {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+async fn counter_in_db(url: &str, sid: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let row: (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1::uuid")
+        .bind(sid)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    row.0
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+    let r = http.post(url).json(&body).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn jwks_kids(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let j: Value = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut kids: Vec<String> = j["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().into())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_share_every_rule() {
+    let Some((url, _schema)) = pg_schema().await else {
+        return;
+    };
+    let a = spawn_instance(&url);
+    let b = spawn_instance(&url);
+    let http = reqwest::Client::new();
+    let reg = json!({"email": "multi@example.com", "username": "multi", "password": PASSWORD});
+    assert_eq!(
+        post(&http, format!("{}/v1/auth/register", a.base), reg)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let login = json!({"login": "multi", "password": PASSWORD, "delivery": "body"});
+    let (status, t0) = post(&http, format!("{}/v1/auth/login", b.base), login.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let sid = t0["session_id"].as_str().unwrap().to_string();
+
+    // Same keys on both; a token from one is accepted by the other.
+    assert_eq!(
+        jwks_kids(&http, &a.base).await,
+        jwks_kids(&http, &b.base).await
+    );
+    let at = t0["access_token"].as_str().unwrap();
+    for base in [&a.base, &b.base] {
+        let r = http
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    // 50 parallel refreshes of one token, spread over both instances, converge.
+    let rt0 = t0["refresh_token"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let (http, rt0) = (http.clone(), rt0.clone());
+        tasks.push(tokio::spawn(async move {
+            post(
+                &http,
+                format!("{base}/v1/auth/refresh"),
+                json!({"refresh_token": rt0, "delivery": "body"}),
+            )
+            .await
+        }));
+    }
+    let mut successors = std::collections::HashSet::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        successors.insert(body["refresh_token"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        successors.len(),
+        1,
+        "one identical successor across instances"
+    );
+    assert_eq!(
+        counter_in_db(&url, &sid).await,
+        1,
+        "exactly one rotation stored"
+    );
+    let rt1 = successors.into_iter().next().unwrap();
+
+    // Rotate on A, then present the oldest token on B: reuse, session revoked on both.
+    let (status, t2) = post(
+        &http,
+        format!("{}/v1/auth/refresh", a.base),
+        json!({"refresh_token": rt1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = post(
+        &http,
+        format!("{}/v1/auth/refresh", b.base),
+        json!({"refresh_token": rt0}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("refresh_token_reused"))
+    );
+    let at2 = t2["access_token"].as_str().unwrap();
+    for base in [&a.base, &b.base] {
+        let r = http
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(at2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "revoked everywhere at once"
+        );
+        let (status, _) = post(
+            &http,
+            format!("{base}/v1/auth/refresh"),
+            json!({"refresh_token": t2["refresh_token"]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    // A session logged out on B is refused by A at once.
+    let (_, t3) = post(&http, format!("{}/v1/auth/login", a.base), login).await;
+    let at3 = t3["access_token"].as_str().unwrap();
+    let r = http
+        .post(format!("{}/v1/auth/logout", b.base))
+        .bearer_auth(at3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = http
+        .get(format!("{}/v1/me", a.base))
+        .bearer_auth(at3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // A key rotated through the shared database is published by both instances.
+    let out = tessera()
+        .args(["keys", "rotate"])
+        .envs(shared_env(&url))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ka, kb) = (
+            jwks_kids(&http, &a.base).await,
+            jwks_kids(&http, &b.base).await,
+        );
+        if ka.len() == 2 && ka == kb {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instances did not pick up the rotated key: {ka:?} {kb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A TCP relay to PostgreSQL that a test can cut and restore.
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Default::default();
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                l.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { addr, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_database_gives_503_and_recovers_by_itself() {
+    let Some(url) = pg_url() else { return };
+    let parsed: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let upstream = format!("{}:{}", parsed.get_host(), parsed.get_port());
+    let relay = Relay::start(upstream.clone()).await;
+    let s = TestServer::start_pg_with(|c| {
+        let direct = c.database_url.take().unwrap();
+        let via_relay = direct.replacen(&upstream, &relay.addr.to_string(), 1);
+        assert_ne!(
+            via_relay, direct,
+            "TESSERA_TEST_POSTGRES_URL must name host:port explicitly"
+        );
+        c.database_url = Some(via_relay);
+        c.database_acquire_timeout = "1".parse().unwrap();
+    })
+    .await
+    .unwrap();
+    let t = s.user("outage").await;
+    relay.cut();
+    let started = Instant::now();
+    let r = s.get_auth("/v1/me", &t.access).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "fails fast, does not hang"
+    );
+    assert_eq!(
+        s.refresh(&t.refresh).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        s.http.get(s.url("/readyz")).send().await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // What needs no database keeps working.
+    assert_eq!(
+        s.http.get(s.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.http
+            .get(s.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.http.get(s.url("/readyz")).send().await.unwrap().status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+    let t1 = s.refresh_ok(&t.refresh).await;
+    assert_eq!(s.me_status(&t1.access).await, StatusCode::OK);
+}
