@@ -71,6 +71,8 @@ pub trait Store: Send + Sync + 'static {
         reason: RevokeReason,
         feed_until: i64,
     ) -> StoreResult<Vec<Uuid>>;
+    /// Number of live sessions across all users (for the metrics gauge).
+    async fn count_active_sessions(&self, now: i64) -> StoreResult<u64>;
     /// Live (unrevoked, unexpired) sessions of a user, newest first.
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>>;
     /// Revocations after `cursor` still inside their feed window, oldest first.

@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::cookies;
 use crate::error::ApiError;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -21,7 +21,12 @@ pub struct ApiJson<T>(pub T);
 fn redact_values(text: &str) -> String {
     // serde quotes the offending value after "invalid type:"/"invalid value:"; it may
     // be a password, so keep only the field path and the expectation.
-    for marker in ["invalid type: ", "invalid value: ", "invalid length "] {
+    for marker in [
+        "invalid type: ",
+        "invalid value: ",
+        "invalid length ",
+        "unknown variant ",
+    ] {
         if let Some(start) = text.find(marker) {
             let end = text[start..]
                 .find(", expected")
@@ -126,14 +131,20 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo
+where
+    Arc<AppState>: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = Arc::<AppState>::from_ref(state);
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| c.0.ip());
+        let trusted = &state.settings.throttle.trusted_proxies;
+        let ip = crate::protect::client_ip(peer, &parts.headers, trusted).map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -242,5 +253,12 @@ mod tests {
             "password: invalid type: integer `12345678`, expected a string at line 1",
         );
         assert_eq!(t, "password: invalid type, expected a string at line 1");
+        let t = super::redact_values(
+            "delivery: unknown variant `hunter22`, expected one of `both`, `body` at line 1",
+        );
+        assert_eq!(
+            t,
+            "delivery: unknown variant, expected one of `both`, `body` at line 1"
+        );
     }
 }

@@ -43,6 +43,7 @@ pub struct PasswordHasher {
     params: Params,
     admit: Arc<Semaphore>,
     run: Arc<Semaphore>,
+    workers: usize,
     /// Hash checked for unknown users so that a miss costs what a hit costs.
     dummy_hash: String,
 }
@@ -59,6 +60,7 @@ impl PasswordHasher {
             params,
             admit: Arc::new(Semaphore::new(s.workers.max(1) + s.queue)),
             run: Arc::new(Semaphore::new(s.workers.max(1))),
+            workers: s.workers.max(1),
             dummy_hash,
         })
     }
@@ -67,20 +69,31 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _admitted = self
+        let admitted = self
             .admit
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::overloaded())?;
-        let _running = self
+        let running = self
             .run
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ApiError::overloaded())?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|_| ApiError::overloaded())
+        // The permits go with the job: a request dropped mid-hash (client gone,
+        // timeout) must not free its slot while the hash still runs, or a flood of
+        // abandoned requests would run unbounded hashes at once.
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            job()
+        })
+        .await
+        .map_err(|_| ApiError::overloaded())
+    }
+
+    /// Hashes running right now (never more than the configured workers).
+    pub fn running(&self) -> usize {
+        self.workers - self.run.available_permits()
     }
 
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
@@ -119,5 +132,64 @@ impl PasswordHasher {
             p.p_cost()
         );
         !hash.starts_with(&want)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn slow(workers: usize, queue: usize) -> PasswordHasher {
+        PasswordHasher::new(HashSettings {
+            memory_kib: 32 * 1024,
+            iterations: 4,
+            parallelism: 1,
+            workers,
+            queue,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_request_keeps_its_slot_until_the_hash_ends() {
+        let h = slow(1, 0);
+        // The first poll admits and spawns the job; the request is then dropped.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(1),
+            h.verify("a password".into(), None),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the hash should outlast the timeout");
+        assert_eq!(h.running(), 1, "the hash still runs and holds its worker");
+        let e = h.verify("another".into(), None).await.unwrap_err();
+        assert_eq!(e.code, "overloaded");
+        while h.running() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!h.verify("a password".into(), None).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_beyond_workers_and_queue_is_refused_at_once() {
+        let h = Arc::new(slow(1, 2));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify("pw".into(), None).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                assert_eq!(e.code, "overloaded");
+                assert_eq!(e.retry_after, Some(1));
+                refused += 1;
+            }
+        }
+        assert!(
+            refused >= 10,
+            "at most 1 running + 2 queued admitted: {refused}"
+        );
     }
 }

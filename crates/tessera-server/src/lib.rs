@@ -6,8 +6,11 @@ mod cookies;
 mod error;
 mod extract;
 pub mod hashing;
+pub mod housekeeping;
 mod keys;
+pub mod metrics;
 mod oauth;
+pub mod protect;
 mod routes;
 mod tokens;
 
@@ -22,8 +25,9 @@ use tessera_jose::{Algorithm, KeySet, VerifyOptions};
 pub use cookies::CookieNames;
 pub use error::{ApiError, ApiResult};
 pub use hashing::HashSettings;
-pub use oauth::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
 pub use keys::{KeySource, load_key_set, rotate_keys};
+pub use oauth::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
+pub use protect::{IpNet, Limit, ThrottleSettings};
 
 /// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,8 @@ pub struct Settings {
     pub password_grant: bool,
     /// How long clients may cache the JWKS; a new key signs only after this.
     pub jwks_max_age: i64,
+    /// Login, registration and refresh limits, and the trusted proxies.
+    pub throttle: ThrottleSettings,
 }
 
 impl Settings {
@@ -94,6 +100,8 @@ pub struct AppState {
     pub hasher: hashing::PasswordHasher,
     pub cookies: CookieNames,
     pub key_source: KeySource,
+    pub metrics: metrics::Metrics,
+    pub throttle: protect::Throttle,
     verify_options: VerifyOptions,
 }
 
@@ -121,6 +129,8 @@ impl AppState {
             hasher: hashing::PasswordHasher::new(hash)?,
             cookies,
             key_source,
+            metrics: metrics::Metrics::default(),
+            throttle: protect::Throttle::new(refresh_secret),
         }))
     }
 
@@ -147,8 +157,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
     routes::router()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(protect::limit_headers))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,

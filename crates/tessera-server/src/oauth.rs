@@ -234,7 +234,11 @@ impl AppState {
             OAuthError::invalid_client(basic, "client authentication is required (client_id)")
         })?;
         let secret = creds.secret.filter(|s| !s.is_empty());
-        if id.len() > MAX_CREDENTIAL_LEN || secret.as_ref().is_some_and(|s| s.len() > MAX_CREDENTIAL_LEN) {
+        if id.len() > MAX_CREDENTIAL_LEN
+            || secret
+                .as_ref()
+                .is_some_and(|s| s.len() > MAX_CREDENTIAL_LEN)
+        {
             return Err(failed());
         }
         let client = self.store.get_client(&id).await?;
@@ -294,7 +298,10 @@ mod tests {
         assert_eq!(c.secret.as_deref(), Some("s+cr t"));
         assert!(c.basic);
         let c = credentials(&HeaderMap::new(), Some("app"), Some("pw")).unwrap();
-        assert_eq!((c.id.as_deref(), c.secret.as_deref(), c.basic), (Some("app"), Some("pw"), false));
+        assert_eq!(
+            (c.id.as_deref(), c.secret.as_deref(), c.basic),
+            (Some("app"), Some("pw"), false)
+        );
     }
 
     #[test]
@@ -305,7 +312,12 @@ mod tests {
         let e = credentials(&h, Some("other"), None).unwrap_err();
         assert_eq!(e.error.code, "invalid_request");
         assert!(credentials(&h, Some("app"), None).is_ok());
-        for v in ["Basic", "Basic !!!", "Bearer abc", &format!("Basic {}", STANDARD.encode("no-colon"))] {
+        for v in [
+            "Basic",
+            "Basic !!!",
+            "Bearer abc",
+            &format!("Basic {}", STANDARD.encode("no-colon")),
+        ] {
             let e = credentials(&basic(v), None, None).unwrap_err();
             assert_eq!(e.error.status, StatusCode::UNAUTHORIZED, "{v}");
             assert!(e.basic_challenge);
@@ -320,7 +332,10 @@ mod tests {
             ApiError::new(StatusCode::UNAUTHORIZED, "refresh_token_reused", "x"),
         ] {
             let o = OAuthError::from(e);
-            assert_eq!((o.error.status, o.error.code), (StatusCode::BAD_REQUEST, "invalid_grant"));
+            assert_eq!(
+                (o.error.status, o.error.code),
+                (StatusCode::BAD_REQUEST, "invalid_grant")
+            );
         }
         let o = OAuthError::from(ApiError::overloaded());
         assert_eq!(o.error.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -10,7 +10,7 @@ use tessera_jose::{AccessClaims, Audience};
 use uuid::Uuid;
 
 /// Where tokens go: the body, cookies, or both (the seed tutorials' default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     #[default]
@@ -24,7 +24,7 @@ pub fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub email: String,
@@ -47,8 +47,9 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct TokenBody<'a> {
+/// The token response of the JSON API (SPEC §5.1).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     access_token: Option<&'a str>,
     token_type: &'static str,

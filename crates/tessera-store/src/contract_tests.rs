@@ -127,6 +127,7 @@ contract!(
     clients_are_created_listed_and_deleted,
     throttle_counts_hits_in_fixed_windows,
     prune_drops_only_what_has_ended,
+    active_sessions_are_counted,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -886,4 +887,21 @@ async fn prune_drops_only_what_has_ended(s: &dyn Store) {
     assert!(s.get_session(old).await.unwrap().is_none());
     assert!(s.get_session(live).await.unwrap().is_some());
     assert_eq!(s.list_audit(None, 0, 10).await.unwrap().len(), 1);
+}
+
+async fn active_sessions_are_counted(s: &dyn Store) {
+    let u = user(s, "counted").await;
+    assert_eq!(s.count_active_sessions(T0).await.unwrap(), 0);
+    let a = session(s, u.id, T0).await.id;
+    session(s, u.id, T0).await;
+    assert_eq!(s.count_active_sessions(T0 + 1).await.unwrap(), 2);
+    s.revoke_session(a, T0 + 1, RevokeReason::Logout, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(s.count_active_sessions(T0 + 1).await.unwrap(), 1);
+    assert_eq!(
+        s.count_active_sessions(T0 + 3_600).await.unwrap(),
+        0,
+        "idle-expired sessions do not count"
+    );
 }

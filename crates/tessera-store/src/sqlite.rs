@@ -388,6 +388,18 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
+    async fn count_active_sessions(&self, now: i64) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND idle_expires_at > ? AND absolute_expires_at > ?",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \

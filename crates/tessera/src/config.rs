@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tessera_core::Span;
 use tessera_jose::Algorithm;
-use tessera_server::ProfileClaims;
+use tessera_server::{Limit, ProfileClaims};
 
 /// Environment names the seed tutorials use, read without a prefix.
 const SEED_ENV: &[&str] = &[
@@ -80,12 +80,25 @@ pub struct Config {
     pub argon2_parallelism: u32,
     pub hash_workers: usize,
     pub hash_queue: usize,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges, as a
+    /// list or one comma-separated string. Empty: the socket address is the client.
+    #[serde(default, deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Throttling, each `attempts/span` (such as `5/5m`) or `off`.
+    pub login_limit_ip: Limit,
+    pub login_limit_account: Limit,
+    pub login_limit_account_ip: Limit,
+    pub register_limit_ip: Limit,
+    pub refresh_limit_ip: Limit,
+    /// How long audit events (and ended sessions) are kept before pruning.
+    pub audit_retention: Span,
     pub log: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
         let hash = tessera_server::HashSettings::default();
+        let throttle = tessera_server::ThrottleSettings::default();
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             listen: "127.0.0.1:8080".parse().expect("valid default"),
@@ -119,9 +132,37 @@ impl Default for Config {
                 .map(|n| n.get())
                 .unwrap_or(2),
             hash_queue: hash.queue,
+            trusted_proxies: Vec::new(),
+            login_limit_ip: throttle.login_ip,
+            login_limit_account: throttle.login_account,
+            login_limit_account_ip: throttle.login_account_ip,
+            register_limit_ip: throttle.register_ip,
+            refresh_limit_ip: throttle.refresh_ip,
+            audit_retention: Span::from_secs(90 * 86_400),
             log: "info".into(),
         }
     }
+}
+
+/// A list given as an array or as one comma-separated string (environment).
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Option::<Raw>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Raw::One(s)) => vec![s],
+        Some(Raw::Many(v)) => v,
+    };
+    Ok(items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 /// Values given on the command line; `None` leaves the setting to lower layers.
@@ -322,6 +363,13 @@ impl Config {
             .filter(|s| !s.is_empty())
             .chain(std::iter::once(origin_of(&issuer)))
             .collect();
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse::<tessera_server::IpNet>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("trusted_proxies (TESSERA_TRUSTED_PROXIES)", &e))?;
+        positive("audit_retention", self.audit_retention)?;
         let hash = tessera_server::HashSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
@@ -353,6 +401,14 @@ impl Config {
                 client_id: "tessera".into(),
                 password_grant: self.password_grant,
                 jwks_max_age: self.jwks_max_age.as_i64(),
+                throttle: tessera_server::ThrottleSettings {
+                    login_ip: self.login_limit_ip,
+                    login_account: self.login_limit_account,
+                    login_account_ip: self.login_limit_account_ip,
+                    register_ip: self.register_limit_ip,
+                    refresh_ip: self.refresh_limit_ip,
+                    trusted_proxies,
+                },
             },
             hash,
             database_url,

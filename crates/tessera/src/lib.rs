@@ -148,6 +148,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     let keys = tessera_server::load_key_set(store.as_ref(), &key_source, clock.now())
         .await
         .map_err(|e| format!("cannot load signing keys: {e}"))?;
+    tessera_server::ensure_default_client(store.as_ref(), &v.server.client_id, clock.now()).await?;
     let signing = format!(
         "{} (kid {})",
         keys.signing_key().alg,
@@ -171,6 +172,14 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         v.server.issuer,
         config::redact_url(&v.database_url)
     );
+    // Old audit events, ended sessions and spent throttle windows: pruned once at
+    // start-up, then periodically by a background job.
+    let retention = cfg.audit_retention.as_i64();
+    if let Err(e) =
+        tessera_server::housekeeping::prune(store.as_ref(), state.now(), retention).await
+    {
+        tracing::warn!(error = %e, "could not prune old records");
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let router = tessera_server::router(state.clone());
     let task = tokio::spawn(tessera_server::serve(listener, router, async move {
@@ -186,6 +195,12 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             }
         }
     })];
+    let mut background = background;
+    background.push(tessera_server::housekeeping::spawn(
+        store.clone(),
+        state.clock.clone(),
+        retention,
+    ));
     Ok(Running {
         addr,
         state,

@@ -15,7 +15,7 @@ use tessera_core::validate::{self, LoginKey};
 use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
     email: String,
     username: String,
@@ -28,6 +28,19 @@ fn field(e: validate::InvalidField) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
 
+/// Create an account.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The new user", body = super::openapi::UserResponse),
+        (status = 400, description = "A field is invalid", body = super::openapi::ErrorBody),
+        (status = 409, description = "The email or username is taken", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many attempts", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     client: ClientInfo,
@@ -37,6 +50,8 @@ pub async fn register(
     let username = validate::username(&body.username).map_err(field)?;
     let fullname = validate::fullname(body.fullname.as_deref().unwrap_or("")).map_err(field)?;
     validate::password(&body.password).map_err(field)?;
+    let limit = state.settings.throttle.register_ip;
+    state.throttle_ip("register", limit, &client).await?;
     let password_hash = state.hasher.hash(body.password).await?;
     let now = state.now();
     let user = state
@@ -60,7 +75,7 @@ pub async fn register(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     #[serde(default)]
     login: Option<String>,
@@ -73,6 +88,20 @@ pub struct LoginBody {
     delivery: Delivery,
 }
 
+/// Log in with an email or a username and a password; opens a session.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Token response; tokens in the body and/or cookies per `delivery`", body = crate::tokens::TokenBody),
+        (status = 400, description = "`invalid_request`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many attempts (`Retry-After`)", body = super::openapi::ErrorBody),
+        (status = 503, description = "Overloaded (`Retry-After`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     client: ClientInfo,
@@ -114,6 +143,8 @@ impl AppState {
         client: &ClientInfo,
         client_id: &str,
     ) -> ApiResult<(User, Session)> {
+        // Counted before anything else: a throttled attempt costs no lookup, no hash.
+        self.throttle_login(login, client).await?;
         let key = validate::login_key(login);
         let record = match &key {
             LoginKey::Email(e) if e.is_empty() => None,
@@ -124,11 +155,20 @@ impl AppState {
         let record = match record {
             Some(r) if verified && !r.user.disabled => r,
             other => {
+                // The reason is for the operator's audit trail only; the caller
+                // gets the same answer in every case.
+                let reason = match &other {
+                    None => "unknown account",
+                    Some(r) if r.user.disabled => "account disabled",
+                    Some(_) => "wrong password",
+                };
                 let uid = other.map(|r| r.user.id);
-                self.audit("login_failed", uid, None, client, None).await;
+                self.audit("login_failed", uid, None, client, Some(reason.into()))
+                    .await;
                 return Err(ApiError::invalid_credentials());
             }
         };
+        self.login_succeeded(login, client).await;
         // Parameters changed since this hash was made: upgrade it while we hold the password.
         if self.hasher.needs_rehash(&record.password_hash)
             && let Ok(new_hash) = self.hasher.hash(password).await
@@ -174,10 +214,27 @@ impl AppState {
         client: &ClientInfo,
         client_id: &str,
     ) -> ApiResult<Issued> {
+        let outcome = self.refresh_once(presented, client, client_id).await;
+        // Reuse is counted by its audit event.
+        if !matches!(&outcome, Err(e) if e.code == "refresh_token_reused") {
+            self.metrics.on_refresh(outcome.is_ok());
+        }
+        outcome
+    }
+
+    async fn refresh_once(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+        client_id: &str,
+    ) -> ApiResult<Issued> {
         let token = self
             .refresh_codec
             .decode(presented)
             .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
+        // After the MAC check: a forged token costs no database work at all.
+        let limit = self.settings.throttle.refresh_ip;
+        self.throttle_ip("refresh", limit, client).await?;
         for _ in 0..4 {
             let now = self.now();
             let (session, user) = self
@@ -272,6 +329,7 @@ impl AppState {
         client: &ClientInfo,
         detail: Option<String>,
     ) {
+        self.metrics.on_event(kind);
         let event = AuditEvent {
             at: self.now(),
             kind: kind.to_string(),
@@ -287,7 +345,7 @@ impl AppState {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct RefreshBody {
     #[serde(default)]
     refresh_token: Option<String>,
@@ -314,6 +372,19 @@ fn refresh_token_from(
     }
 }
 
+/// Rotate a refresh token (from the body or the refresh cookie) into a new pair.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "auth",
+    request_body(content = Option<RefreshBody>, description = "Empty when the refresh cookie is sent"),
+    responses(
+        (status = 200, description = "Token response", body = crate::tokens::TokenBody),
+        (status = 400, description = "`invalid_request`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_grant`, `refresh_token_reused` (the session is revoked)", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf` (cookie from another site)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -332,7 +403,7 @@ pub async fn refresh(
     Ok(state.token_response(issued, body.delivery.unwrap_or_default()))
 }
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogoutScope {
     #[default]
@@ -341,7 +412,7 @@ pub enum LogoutScope {
     Global,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LogoutBody {
     #[serde(default)]
     scope: LogoutScope,
@@ -349,6 +420,19 @@ pub struct LogoutBody {
     refresh_token: Option<String>,
 }
 
+/// End this session (`local`), the user's other sessions, or all of them.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "auth",
+    request_body(content = Option<LogoutBody>, description = "Optional; by access token, or by refresh token in the body or cookie"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out; cookies cleared"),
+        (status = 401, description = "`invalid_token`, `invalid_grant`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`csrf`", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     method: Method,

@@ -17,11 +17,22 @@ fn field(e: validate::InvalidField) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
 
+/// The signed-in user.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = super::openapi::UserResponse),
+        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_me(auth: AccessAuth) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "user": UserView::from(&auth.user) }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PatchBody {
     #[serde(default)]
     email: Option<String>,
@@ -31,6 +42,20 @@ pub struct PatchBody {
     fullname: Option<String>,
 }
 
+/// Change the signed-in user's email, username or full name.
+#[utoipa::path(
+    patch,
+    path = "/v1/me",
+    tag = "me",
+    request_body = PatchBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated user", body = super::openapi::UserResponse),
+        (status = 400, description = "A field is invalid", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+        (status = 409, description = "The email or username is taken", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn patch_me(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
@@ -62,12 +87,25 @@ pub async fn patch_me(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// Change the password; every other session of the user is revoked.
+#[utoipa::path(
+    post,
+    path = "/v1/me/password",
+    tag = "me",
+    request_body = PasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The new password is invalid", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_token`, `invalid_credentials`", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn change_password(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
@@ -131,7 +169,7 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     id: String,
     created_at: String,
@@ -142,6 +180,17 @@ pub struct SessionView {
     current: bool,
 }
 
+/// The signed-in user's live sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/me/sessions",
+    tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = Vec<SessionView>),
+        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
@@ -166,6 +215,19 @@ pub async fn list_sessions(
     ))
 }
 
+/// Revoke one of the signed-in user's sessions.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/sessions/{id}",
+    tag = "me",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such live session of this user", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn delete_session(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,

@@ -9,6 +9,13 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The public signing keys (JWK Set, RFC 7517); never an HMAC secret.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "meta",
+    responses((status = 200, description = "JWK Set", body = serde_json::Value))
+)]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let body = state.key_set().jwks_json().to_string();
     let mut res = body.into_response();
@@ -25,10 +32,27 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     res
 }
 
+/// Liveness.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "Alive", body = serde_json::Value))
+)]
 pub async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database is reachable.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Ready", body = serde_json::Value),
+        (status = 503, description = "The database is not reachable", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
@@ -47,6 +71,17 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 const FEED_PAGE: u32 = 1000;
 
+/// Sessions revoked after `since`, for resource servers (SPEC §4.4).
+#[utoipa::path(
+    get,
+    path = "/v1/revocations",
+    tag = "meta",
+    params(("since" = Option<String>, Query, description = "The cursor of the previous page; omit to start")),
+    responses(
+        (status = 200, description = "One page of the feed", body = super::openapi::RevocationFeed),
+        (status = 400, description = "`since` is not a cursor", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn revocations(
     State(state): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,

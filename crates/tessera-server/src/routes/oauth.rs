@@ -154,7 +154,9 @@ fn no_scope(req: &TokenRequest) -> Result<(), OAuthError> {
 pub struct TokenQuery {
     /// An access token or a refresh token.
     token: Option<String>,
-    /// `access_token` or `refresh_token`; only a hint (both kinds are recognised).
+    /// `access_token` or `refresh_token`; optional and not needed: both kinds are
+    /// told apart by their format.
+    #[allow(dead_code)]
     token_type_hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -233,7 +235,8 @@ pub async fn revoke(
     let client = state
         .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
         .await?;
-    let token = param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token =
+        param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let session = match state.presented(token).await? {
         Presented::Refresh {
             decision: RefreshDecision::Rejected(_),
@@ -326,7 +329,8 @@ pub async fn introspect(
             "introspection needs a confidential client",
         ));
     }
-    let token = param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token =
+        param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let answer = match state.presented(token).await? {
         Presented::Refresh {
             session,

@@ -4,6 +4,8 @@
 //! Each group of operator commands lives in its own module and gets the opened
 //! store through [`with_store`].
 
+mod audit;
+mod clients;
 mod keys;
 
 use crate::config::{Config, FlagOverrides};
@@ -48,11 +50,18 @@ enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// OAuth clients: add, list, remove.
+    Client {
+        #[command(subcommand)]
+        command: clients::ClientCommand,
+    },
     /// Signing keys: list, rotate.
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Print the audit trail (logins, throttling, reuse, logouts, ...), oldest first.
+    Audit(audit::AuditArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -130,6 +139,8 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Keys { command } => rt.block_on(keys::run(&cfg, command)),
+        Command::Audit(args) => rt.block_on(audit::run(&cfg, args)),
+        Command::Client { command } => rt.block_on(clients::run(&cfg, command)),
         Command::Migrate => rt.block_on(with_store(&cfg, |_| async {
             println!(
                 "database {} is up to date",

@@ -6,5 +6,7 @@ mod binary;
 mod hostile;
 mod instances;
 mod keys;
+mod oauth;
+mod ops;
 mod rotation;
 mod support;

@@ -17,6 +17,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         argon2_memory_kib: 1024,
         argon2_iterations: 1,
         hash_workers: 2,
+        // Every test talks from 127.0.0.1: limits high enough to never matter,
+        // except in the tests about throttling, which set their own.
+        login_limit_ip: "10000/1m".parse().unwrap(),
+        login_limit_account: "10000/1m".parse().unwrap(),
+        login_limit_account_ip: "10000/1m".parse().unwrap(),
+        register_limit_ip: "10000/1m".parse().unwrap(),
+        refresh_limit_ip: "10000/1m".parse().unwrap(),
         ..Config::default()
     }
 }

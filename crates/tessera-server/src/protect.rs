@@ -1,0 +1,569 @@
+//! Throttling of logins, registrations and refreshes (SPEC §6), with the counters in
+//! the database so that every instance shares them, and the client address they are
+//! keyed on.
+//!
+//! Each limit is a fixed window: at most `N` attempts in `SPAN` from the first one.
+//! Attempts are counted *before* any password is hashed, so a burst of parallel
+//! attempts cannot overshoot a limit and a refused attempt costs no hash. Hammering
+//! on does not extend a window. Logins are limited three ways:
+//!
+//! * per address (`login_limit_ip`): one source guessing across many accounts;
+//! * per account and address (`login_limit_account_ip`): the strict one; a correct
+//!   password clears it;
+//! * per account (`login_limit_account`): generous, it slows guessing spread over
+//!   many addresses. It never applies from an address the account logged in from
+//!   recently, so a flood from elsewhere cannot lock the owner out where they
+//!   usually are, and elsewhere it only delays them until the window ends.
+//!
+//! Accounts are keyed on the login as typed (normalized), never on whether it
+//! exists, so throttling tells nothing about which accounts exist. The key is a MAC
+//! of the login: a password typed into the login field is not stored readably.
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ClientInfo;
+use aws_lc_rs::hmac;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tessera_core::Span;
+use tessera_core::validate::{self, LoginKey};
+
+/// How long a successful login exempts its address from the per-account limit.
+const KNOWN_ADDRESS_SECS: i64 = 30 * 86_400;
+/// Requests whose headers (names and values) add up to more are refused with 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// At most `hits` attempts per `window`; `hits == 0` means the limit is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub hits: u32,
+    pub window: Span,
+}
+
+impl Limit {
+    pub const OFF: Limit = Limit {
+        hits: 0,
+        window: Span::from_secs(1),
+    };
+    pub const fn new(hits: u32, window_secs: u64) -> Self {
+        Self {
+            hits,
+            window: Span::from_secs(window_secs),
+        }
+    }
+}
+
+impl FromStr for Limit {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let s = raw.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Limit::OFF);
+        }
+        let err = || {
+            format!(
+                "`{raw}` is not a limit; use attempts/span such as `5/5m` or `100/1h`, or `off`"
+            )
+        };
+        let (n, span) = s.split_once('/').ok_or_else(err)?;
+        let hits: u32 = n.trim().parse().map_err(|_| err())?;
+        let window: Span = span.trim().parse().map_err(|_| err())?;
+        if hits == 0 || window.secs() == 0 {
+            return Err(err());
+        }
+        Ok(Limit { hits, window })
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.hits == 0 {
+            f.write_str("off")
+        } else {
+            write!(f, "{}/{}", self.hits, self.window)
+        }
+    }
+}
+
+impl Serialize for Limit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// An address range such as `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let err = || format!("`{raw}` is not an IP address or a CIDR range such as 10.0.0.0/8");
+        let (addr, prefix) = match raw.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (raw.trim(), None),
+        };
+        let addr = addr.parse::<IpAddr>().map_err(|_| err())?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Throttling and client-address settings (all limits configurable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    pub login_ip: Limit,
+    pub login_account: Limit,
+    pub login_account_ip: Limit,
+    pub register_ip: Limit,
+    pub refresh_ip: Limit,
+    /// Proxies whose `X-Forwarded-For` is believed; empty: the socket address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            login_ip: Limit::new(100, 300),
+            login_account: Limit::new(30, 300),
+            login_account_ip: Limit::new(5, 300),
+            register_ip: Limit::new(20, 900),
+            refresh_ip: Limit::new(300, 60),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Set once a request carried `X-Forwarded-For` while no proxy is trusted.
+static WARNED_UNTRUSTED_FORWARD: AtomicBool = AtomicBool::new(false);
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port or in brackets.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse().ok())
+        })
+        .map(|ip: IpAddr| ip.to_canonical())
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then
+/// `X-Forwarded-For` is read right to left, skipping trusted hops, and the first
+/// address not trusted is the client. Entries left of it were written by the client
+/// and are never read. An unreadable entry stops the walk at the last known hop.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        if trusted.is_empty()
+            && headers.contains_key("x-forwarded-for")
+            && !WARNED_UNTRUSTED_FORWARD.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "requests carry X-Forwarded-For but no proxy is trusted: limits apply to the \
+                 socket address; behind a proxy set trusted_proxies (TESSERA_TRUSTED_PROXIES)"
+            );
+        }
+        return Some(peer);
+    }
+    let values: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let mut client = peer;
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match parse_hop(hop) {
+            Some(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    Some(client)
+}
+
+/// The throttle bucket of an address: itself, or its /64 for IPv6 (one host
+/// usually holds a whole /64).
+fn bucket(ip: &str) -> String {
+    match ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_string(),
+    }
+}
+
+fn rate_limited(wait: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(wait),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; retry after the number of seconds in Retry-After",
+        )
+    }
+}
+
+/// Names accounts in throttle keys by a MAC of their normalized login.
+pub struct Throttle {
+    key: hmac::Key,
+}
+
+impl Throttle {
+    pub fn new(secret: &[u8]) -> Self {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret),
+            b"tessera/throttle-key/v1",
+        );
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+        }
+    }
+
+    fn account(&self, login: &str) -> String {
+        let normalized = match validate::login_key(login) {
+            LoginKey::Email(e) => format!("e:{e}"),
+            LoginKey::Username(u) => format!("u:{u}"),
+        };
+        let tag = hmac::sign(&self.key, normalized.as_bytes());
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl AppState {
+    /// Counts a login attempt for `login` from `client`; 429 when a limit is spent.
+    pub(crate) async fn throttle_login(&self, login: &str, client: &ClientInfo) -> ApiResult<()> {
+        let t = &self.settings.throttle;
+        let account = self.throttle.account(login);
+        if let Some(ip) = client.ip.as_deref().map(bucket) {
+            self.count(
+                "login per address",
+                &format!("login:ip:{ip}"),
+                t.login_ip,
+                None,
+                client,
+            )
+            .await?;
+            let key = format!("login:acct-ip:{account}:{ip}");
+            self.count(
+                "login per account and address",
+                &key,
+                t.login_account_ip,
+                Some(login),
+                client,
+            )
+            .await?;
+            let known = format!("login:known:{account}:{ip}");
+            if self
+                .store
+                .throttle_peek(&known, self.now())
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        let key = format!("login:acct:{account}");
+        self.count(
+            "login per account",
+            &key,
+            t.login_account,
+            Some(login),
+            client,
+        )
+        .await
+    }
+
+    /// After a correct password: clears the strict counter and remembers the address.
+    pub(crate) async fn login_succeeded(&self, login: &str, client: &ClientInfo) {
+        let Some(ip) = client.ip.as_deref().map(bucket) else {
+            return;
+        };
+        let account = self.throttle.account(login);
+        let cleared = self
+            .store
+            .throttle_clear(&format!("login:acct-ip:{account}:{ip}"))
+            .await;
+        let known = self
+            .store
+            .throttle_hit(
+                &format!("login:known:{account}:{ip}"),
+                self.now(),
+                KNOWN_ADDRESS_SECS,
+            )
+            .await;
+        if let Err(e) = cleared.and(known.map(|_| ())) {
+            tracing::warn!(error = %e, "could not update login throttle state");
+        }
+    }
+
+    /// Counts one `kind` request (`register`, `refresh`) from the client's address;
+    /// 429 when the limit is spent.
+    pub(crate) async fn throttle_ip(
+        &self,
+        kind: &str,
+        limit: Limit,
+        client: &ClientInfo,
+    ) -> ApiResult<()> {
+        match client.ip.as_deref() {
+            Some(ip) => {
+                let key = format!("{kind}:ip:{}", bucket(ip));
+                let what = format!("{kind} per address");
+                self.count(&what, &key, limit, None, client).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// One hit on `key`. The first refusal in a window is audited (with the user
+    /// the login names, when there is one); later ones only counted.
+    async fn count(
+        &self,
+        what: &str,
+        key: &str,
+        limit: Limit,
+        login: Option<&str>,
+        client: &ClientInfo,
+    ) -> ApiResult<()> {
+        if limit.hits == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let state = self
+            .store
+            .throttle_hit(key, now, limit.window.as_i64())
+            .await?;
+        if state.hits <= limit.hits {
+            return Ok(());
+        }
+        let wait = (state.window_ends_at - now).max(1) as u64;
+        if state.hits == limit.hits.saturating_add(1) {
+            let user = match login {
+                Some(l) => self
+                    .store
+                    .find_user_for_login(&validate::login_key(l))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.user.id),
+                None => None,
+            };
+            tracing::info!(limit = what, retry_after = wait, "throttled");
+            // `audit` also counts the refusal in the metrics.
+            let detail = format!("{what}: more than {limit}; retry in {wait}s");
+            self.audit("throttled", user, None, client, Some(detail))
+                .await;
+        } else {
+            self.metrics.on_rate_limited();
+        }
+        Err(rate_limited(wait))
+    }
+}
+
+/// Refuses requests whose headers are larger than [`MAX_HEADER_BYTES`] (431).
+pub async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are too large",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn xff(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn limits_parse_and_print() {
+        assert_eq!("5/5m".parse::<Limit>().unwrap(), Limit::new(5, 300));
+        assert_eq!(
+            " 100 / 1h ".parse::<Limit>().unwrap(),
+            Limit::new(100, 3600)
+        );
+        assert_eq!("off".parse::<Limit>().unwrap(), Limit::OFF);
+        assert_eq!(Limit::new(5, 300).to_string(), "5/5m");
+        assert_eq!(Limit::OFF.to_string(), "off");
+        for bad in [
+            "",
+            "5",
+            "0/5m",
+            "5/0",
+            "-1/5m",
+            "5/5 minutes",
+            "x/5m",
+            "5/5m/1",
+        ] {
+            assert!(bad.parse::<Limit>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_contain_what_they_should() {
+        let n: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        let one: IpNet = "fd00::1".parse().unwrap();
+        assert!(one.contains("fd00::1".parse().unwrap()));
+        assert!(!one.contains("fd00::2".parse().unwrap()));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fdff::9".parse().unwrap()));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "example.com",
+            "10.0.0.0/x",
+            "10.0.0/8",
+        ] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn without_trusted_proxies_the_socket_is_the_client() {
+        let h = xff(&["203.0.113.7"]);
+        assert_eq!(client_ip(ip("198.51.100.1"), &h, &[]), ip("198.51.100.1"));
+        // A peer that is not a trusted proxy cannot speak for anyone else either.
+        let t = nets(&["10.0.0.0/8"]);
+        assert_eq!(client_ip(ip("198.51.100.1"), &h, &t), ip("198.51.100.1"));
+        assert_eq!(client_ip(None, &h, &t), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_read_right_to_left_skipping_trusted_hops() {
+        let t = nets(&["10.0.0.0/8", "fd00::/8"]);
+        let peer = ip("10.0.0.2");
+        // The client forged two entries; the proxy appended the real address.
+        let h = xff(&["1.1.1.1, 2.2.2.2, 203.0.113.7"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("203.0.113.7"));
+        // Two trusted hops, across two header lines.
+        let h = xff(&["6.6.6.6, 203.0.113.7", "10.0.0.9"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("203.0.113.7"));
+        // Ports and brackets are tolerated; mapped addresses are canonical.
+        let h = xff(&["[2001:db8::1]:443"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("2001:db8::1"));
+        let h = xff(&["::ffff:203.0.113.7"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("203.0.113.7"));
+        // Garbage stops the walk at the last hop known.
+        let h = xff(&["evil, 10.0.0.5"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("10.0.0.5"));
+        let h = xff(&["not-an-ip"]);
+        assert_eq!(client_ip(peer, &h, &t), peer);
+        // No header: the proxy itself.
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &t), peer);
+        // Everything trusted: the leftmost hop.
+        let h = xff(&["10.9.9.9, 10.0.0.7"]);
+        assert_eq!(client_ip(peer, &h, &t), ip("10.9.9.9"));
+    }
+
+    #[test]
+    fn buckets_group_ipv6_by_64() {
+        assert_eq!(bucket("203.0.113.7"), "203.0.113.7");
+        assert_eq!(bucket("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("2001:db8:1:2::ffff"), "2001:db8:1:2::/64");
+        assert_eq!(bucket("::ffff:203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn account_keys_are_normalized_and_opaque() {
+        let t = Throttle::new(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(t.account("Alice"), t.account(" alice "));
+        assert_eq!(t.account("A@Example.com"), t.account("a@example.com"));
+        assert_ne!(t.account("alice"), t.account("bob"));
+        assert!(!t.account("alice").contains("alice"));
+        assert_eq!(t.account("alice").len(), 32);
+        let other = Throttle::new(b"another secret of enough length!!");
+        assert_ne!(t.account("alice"), other.account("alice"));
+    }
+}

@@ -1,0 +1,160 @@
+//! `tessera client add | list | remove`: the registry of OAuth clients allowed at
+//! `/oauth/token`, `/oauth/revoke` and `/oauth/introspect`.
+
+use crate::config::Config;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::Subcommand;
+use std::process::ExitCode;
+use tessera_core::{Client, Clock, StoreError, SystemClock};
+use tessera_server::hashing::PasswordHasher;
+use tessera_server::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN};
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Register a client. A confidential client gets a generated secret, printed once.
+    Add {
+        /// Client id: 1 to 64 of A-Z a-z 0-9 . _ ~ -
+        id: String,
+        /// A name for operators.
+        #[arg(long)]
+        name: Option<String>,
+        /// The client keeps a secret (a backend); otherwise it is public (an app).
+        #[arg(long)]
+        confidential: bool,
+        /// Grant type the client may use; repeat for several [default: refresh_token].
+        #[arg(long = "grant", value_name = "GRANT", value_parser = [GRANT_REFRESH_TOKEN, GRANT_PASSWORD])]
+        grants: Vec<String>,
+        /// The client is your own (needed for the password grant).
+        #[arg(long)]
+        first_party: bool,
+    },
+    /// List the registered clients.
+    List,
+    /// Remove a client; its sessions can no longer be refreshed.
+    Remove { id: String },
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+}
+
+/// 256 random bits, base64url: what a confidential client authenticates with.
+fn new_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no system randomness".to_string())?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return super::fail(e),
+    };
+    let default_id = v.server.client_id.clone();
+    super::with_store(cfg, |store| async move {
+        match cmd {
+            ClientCommand::Add {
+                id,
+                name,
+                confidential,
+                mut grants,
+                first_party,
+            } => {
+                if !valid_id(&id) {
+                    return Err("a client id is 1 to 64 of A-Z a-z 0-9 . _ ~ -".into());
+                }
+                if grants.is_empty() {
+                    grants.push(GRANT_REFRESH_TOKEN.into());
+                }
+                grants.sort();
+                grants.dedup();
+                if grants.iter().any(|g| g == GRANT_PASSWORD) && !first_party {
+                    return Err(
+                        "the password grant is for first-party clients: add --first-party".into(),
+                    );
+                }
+                let secret = confidential.then(new_secret).transpose()?;
+                let secret_hash = match &secret {
+                    Some(s) => Some(
+                        PasswordHasher::new(v.hash)?
+                            .hash(s.clone())
+                            .await
+                            .map_err(|e| e.description)?,
+                    ),
+                    None => None,
+                };
+                let client = Client {
+                    id: id.clone(),
+                    name: name.unwrap_or_else(|| id.clone()),
+                    secret_hash,
+                    grant_types: grants.clone(),
+                    first_party,
+                    created_at: SystemClock.now(),
+                };
+                store.create_client(client).await.map_err(|e| match e {
+                    StoreError::Conflict(_) => format!("a client `{id}` already exists"),
+                    e => e.to_string(),
+                })?;
+                let kind = if confidential {
+                    "confidential"
+                } else {
+                    "public"
+                };
+                println!("added {kind} client `{id}` (grants: {})", grants.join(" "));
+                if let Some(s) = secret {
+                    println!("client_secret: {s}");
+                    println!("The secret is shown only this once; Tessera keeps only its hash.");
+                }
+                Ok(())
+            }
+            ClientCommand::List => {
+                println!(
+                    "{:<24} {:<13} {:<12} {:<24} {:<21} NAME",
+                    "ID", "TYPE", "FIRST-PARTY", "GRANTS", "CREATED"
+                );
+                for c in store.list_clients().await.map_err(|e| e.to_string())? {
+                    println!(
+                        "{:<24} {:<13} {:<12} {:<24} {:<21} {}",
+                        c.id,
+                        if c.secret_hash.is_some() {
+                            "confidential"
+                        } else {
+                            "public"
+                        },
+                        if c.first_party { "yes" } else { "no" },
+                        c.grant_types.join(" "),
+                        super::time(c.created_at),
+                        c.name
+                    );
+                }
+                Ok(())
+            }
+            ClientCommand::Remove { id } => {
+                if !store.delete_client(&id).await.map_err(|e| e.to_string())? {
+                    return Err(format!("no client `{id}`"));
+                }
+                println!("removed client `{id}`");
+                if id == default_id {
+                    println!("(the default client `{id}` is created again when the server starts)");
+                }
+                Ok(())
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_ids() {
+        assert!(super::valid_id("my-app_1.2~x"));
+        for bad in ["", "a b", "a:b", "é", &"x".repeat(65)] {
+            assert!(!super::valid_id(bad), "{bad}");
+        }
+    }
+}
