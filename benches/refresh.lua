@@ -40,6 +40,7 @@ function response(status, headers, body)
     table.insert(pool, token)
   else
     failures = failures + 1
+    if failures <= 3 then io.stderr:write("refresh failed: " .. status .. " " .. body .. "\n") end
   end
 end
 

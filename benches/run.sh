@@ -49,14 +49,17 @@ python3 benches/setup.py "$first" "$families" "$work"
 export BENCH_ACCESS_TOKEN=$(cat "$work/access_token.txt")
 
 # Runs wrk against every instance at once; prints the summed requests/s.
+# Refresh failures (which would inflate the rate with cheap 401s) are reported on stderr.
 load() {
   local path=$1 script=${2:-} idx=0 outs=()
   for port in "${ports[@]}"; do
     local args=(-t"$threads_per_instance" -c"$conns_per_instance" -d"$DURATION" --latency)
     [ -n "$script" ] && args+=(-s "$script")
     if [ -n "$script" ] && [ "$script" = benches/refresh.lua ]; then
-      # Each instance's threads get their own slice of the token families.
-      split -n "l/$INSTANCES" -d "$work/refresh_tokens.txt" "$work/slice_"
+      # Fresh sessions for every run (the previous run's tokens are spent), and each
+      # instance's threads get their own slice of them.
+      [ "$idx" = 0 ] && python3 benches/setup.py "$first" "$families" "$work" \
+        && split -n "l/$INSTANCES" -d "$work/refresh_tokens.txt" "$work/slice_"
       BENCH_TOKENS_FILE="$work/slice_0$idx" BENCH_TOKENS_PER_THREAD=$((families / INSTANCES / threads_per_instance)) \
         wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$work/wrk$idx.txt" &
     else

@@ -3,7 +3,6 @@ discovery: the password and refresh-token grants for a public and a confidential
 client, userinfo, revocation, and refresh-token reuse detection.
 
 Usage: python3 oauth_client.py BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET
-The server must run with refresh_grace = 0, so that any replay counts as reuse.
 """
 
 import os
@@ -52,7 +51,14 @@ def main():
     assert second["access_token"] != first["access_token"]
     info = public.get(meta["userinfo_endpoint"], timeout=10).json()
     assert info["preferred_username"] == username, info
-    # Replaying the superseded token is theft: refused, and the session ends.
+    third = public.refresh_token(token_url, client_id="tessera")
+    # A second tab replaying the previous token within the grace window converges
+    # on the same successor.
+    tab = public.refresh_token(
+        token_url, refresh_token=second["refresh_token"], client_id="tessera"
+    )
+    assert tab["refresh_token"] == third["refresh_token"]
+    # An older token is theft: refused, and the whole session ends.
     must_fail(
         "reused refresh token",
         InvalidGrantError,
@@ -64,7 +70,7 @@ def main():
         "refresh after reuse",
         InvalidGrantError,
         lambda: public.refresh_token(
-            token_url, refresh_token=second["refresh_token"], client_id="tessera"
+            token_url, refresh_token=third["refresh_token"], client_id="tessera"
         ),
     )
 

@@ -96,6 +96,12 @@ impl PasswordHasher {
         self.workers - self.run.available_permits()
     }
 
+    /// Whether a hash asked for now would be refused: callers answer 503 before
+    /// doing any other work (throttle counters, lookups) for a request that cannot run.
+    pub fn saturated(&self) -> bool {
+        self.admit.available_permits() == 0
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
         let params = self.params.clone();
         self.on_pool(move || {
@@ -113,16 +119,13 @@ impl PasswordHasher {
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
         let ok = self
-            .on_pool(move || {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), hash.as_str())
-                    .is_ok()
-            })
+            .on_pool(move || verify_any(password.as_bytes(), &hash))
             .await?;
         Ok(ok && real)
     }
 
     /// Whether a stored hash uses other parameters than the configured ones.
+    /// (Imported bcrypt hashes always do: they are upgraded to Argon2id at login.)
     pub fn needs_rehash(&self, hash: &str) -> bool {
         let p = &self.params;
         let want = format!(
@@ -133,6 +136,25 @@ impl PasswordHasher {
         );
         !hash.starts_with(&want)
     }
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// Checks a password against an Argon2 PHC string or an imported bcrypt hash.
+fn verify_any(password: &[u8], hash: &str) -> bool {
+    if is_bcrypt(hash) {
+        bcrypt::verify(password, hash).unwrap_or(false)
+    } else {
+        Argon2::default().verify_password(password, hash).is_ok()
+    }
+}
+
+/// Whether a stored hash is one Tessera can verify (for imports).
+pub fn is_supported_hash(hash: &str) -> bool {
+    is_bcrypt(hash) && hash.len() == 60
+        || argon2::PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
 }
 
 #[cfg(test)]
@@ -191,5 +213,49 @@ mod tests {
             refused >= 10,
             "at most 1 running + 2 queued admitted: {refused}"
         );
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+
+    #[test]
+    fn bcrypt_and_argon2_hashes_verify() {
+        let b = bcrypt::hash("hunter2 hunter2", 4).unwrap();
+        assert!(is_supported_hash(&b));
+        assert!(verify_any(b"hunter2 hunter2", &b));
+        assert!(!verify_any(b"wrong", &b));
+        let a = Argon2::from(Params::new(64, 1, 1, None).unwrap())
+            .hash_password(b"pw pw pw pw")
+            .unwrap()
+            .to_string();
+        assert!(is_supported_hash(&a));
+        assert!(verify_any(b"pw pw pw pw", &a));
+        for junk in [
+            "",
+            "plain",
+            "$2b$04$short",
+            "$argon2id$v=19$garbage",
+            "$1$md5$x",
+        ] {
+            assert!(!is_supported_hash(junk), "{junk}");
+            assert!(!verify_any(b"x", junk));
+        }
+    }
+
+    #[tokio::test]
+    async fn imported_bcrypt_hashes_are_upgraded() {
+        let h = PasswordHasher::new(HashSettings {
+            memory_kib: 64,
+            iterations: 1,
+            ..HashSettings::default()
+        })
+        .unwrap();
+        let b = bcrypt::hash("imported password", 4).unwrap();
+        assert!(h.needs_rehash(&b));
+        assert!(h.verify("imported password".into(), Some(b)).await.unwrap());
+        let fresh = h.hash("imported password".into()).await.unwrap();
+        assert!(!h.needs_rehash(&fresh));
     }
 }

@@ -157,7 +157,6 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
     routes::router()
-        .route("/metrics", axum::routing::get(metrics::render))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

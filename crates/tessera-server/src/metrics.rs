@@ -168,6 +168,14 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     res
 }
 
+/// Prometheus metrics (OpenMetrics text): requests and latencies per route, logins,
+/// refreshes, reuse detections, rate-limit hits, active sessions.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"))
+)]
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     if let Ok(n) = state.store.count_active_sessions(state.now()).await {
         state

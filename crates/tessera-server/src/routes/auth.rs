@@ -50,6 +50,9 @@ pub async fn register(
     let username = validate::username(&body.username).map_err(field)?;
     let fullname = validate::fullname(body.fullname.as_deref().unwrap_or("")).map_err(field)?;
     validate::password(&body.password).map_err(field)?;
+    if state.hasher.saturated() {
+        return Err(ApiError::overloaded());
+    }
     let limit = state.settings.throttle.register_ip;
     state.throttle_ip("register", limit, &client).await?;
     let password_hash = state.hasher.hash(body.password).await?;
@@ -143,7 +146,11 @@ impl AppState {
         client: &ClientInfo,
         client_id: &str,
     ) -> ApiResult<(User, Session)> {
-        // Counted before anything else: a throttled attempt costs no lookup, no hash.
+        // A flood beyond the hash pool is refused before any database work; then
+        // the attempt is counted: a throttled one costs no lookup and no hash.
+        if self.hasher.saturated() {
+            return Err(ApiError::overloaded());
+        }
         self.throttle_login(login, client).await?;
         let key = validate::login_key(login);
         let record = match &key {

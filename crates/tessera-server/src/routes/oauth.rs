@@ -162,7 +162,8 @@ pub struct TokenQuery {
     client_secret: Option<String>,
 }
 
-/// What a presented token turned out to be.
+/// What a presented token turned out to be (one per request; size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Presented {
     /// A genuine refresh token of an existing session, and what presenting it to
     /// the token endpoint now would do (nothing is written).
@@ -172,7 +173,7 @@ enum Presented {
         decision: RefreshDecision,
     },
     /// A valid access token of a live session.
-    Access(Box<AccessAuth>),
+    Access(AccessAuth),
     /// Malformed, forged, expired, or of a session that is gone.
     Unknown,
 }
@@ -200,7 +201,7 @@ impl AppState {
             });
         }
         match self.authenticate(token, false).await {
-            Ok(auth) => Ok(Presented::Access(Box::new(auth))),
+            Ok(auth) => Ok(Presented::Access(auth)),
             Err(e) if e.code == "invalid_token" => Ok(Presented::Unknown),
             Err(e) => Err(e),
         }
@@ -382,9 +383,9 @@ pub struct UserInfo {
     name: Option<String>,
 }
 
-/// The signed-in user's claims (OIDC Core §5.3), by access token; GET or POST.
+/// The signed-in user's claims (OIDC Core §5.3), by access token.
 #[utoipa::path(
-    method(get, post),
+    get,
     path = "/oauth/userinfo",
     tag = "oauth",
     security(("bearer" = [])),
@@ -394,6 +395,25 @@ pub struct UserInfo {
     )
 )]
 pub async fn userinfo(auth: AccessAuth) -> Response {
+    user_claims(auth)
+}
+
+/// The same as `GET /oauth/userinfo` (OIDC Core §5.3 allows both methods).
+#[utoipa::path(
+    post,
+    path = "/oauth/userinfo",
+    tag = "oauth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Claims", body = UserInfo),
+        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`", body = ErrorBody),
+    )
+)]
+pub async fn userinfo_post(auth: AccessAuth) -> Response {
+    user_claims(auth)
+}
+
+fn user_claims(auth: AccessAuth) -> Response {
     let u = auth.user;
     let body = UserInfo {
         sub: u.id.to_string(),

@@ -7,6 +7,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod users;
 
 use crate::config::{Config, FlagOverrides};
 use clap::{Parser, Subcommand};
@@ -54,6 +55,16 @@ enum Command {
     Client {
         #[command(subcommand)]
         command: clients::ClientCommand,
+    },
+    /// Users: add, list, show, disable, enable, delete, set-password, import.
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+    /// Sessions: list, revoke.
+    Session {
+        #[command(subcommand)]
+        command: users::SessionCommand,
     },
     /// Signing keys: list, rotate.
     Keys {
@@ -139,6 +150,8 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Keys { command } => rt.block_on(keys::run(&cfg, command)),
+        Command::User { command } => rt.block_on(users::run_user(&cfg, command)),
+        Command::Session { command } => rt.block_on(users::run_session(&cfg, command)),
         Command::Audit(args) => rt.block_on(audit::run(&cfg, args)),
         Command::Client { command } => rt.block_on(clients::run(&cfg, command)),
         Command::Migrate => rt.block_on(with_store(&cfg, |_| async {

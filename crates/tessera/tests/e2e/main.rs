@@ -3,10 +3,12 @@
 
 mod api;
 mod binary;
+mod cli;
 mod hostile;
 mod instances;
 mod keys;
 mod oauth;
 mod ops;
+mod protect;
 mod rotation;
 mod support;

@@ -800,6 +800,7 @@ async fn openapi_describes_every_route() {
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
     ] {
         for m in methods {
             assert!(

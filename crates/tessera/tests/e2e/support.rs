@@ -227,6 +227,17 @@ impl TestServer {
         Tokens::from(r.json::<Value>().await.unwrap())
     }
 
+    pub async fn login_with(&self, login: &str, password: &str) -> Tokens {
+        let r = self
+            .post(
+                "/v1/auth/login",
+                json!({"login": login, "password": password, "delivery": "body"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login failed");
+        Tokens::from(r.json::<Value>().await.unwrap())
+    }
+
     /// Registers a user and logs in once.
     pub async fn user(&self, name: &str) -> Tokens {
         self.register(name).await;

@@ -10,10 +10,20 @@ use crate::support::*;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
-use tessera_core::Span;
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
+}
+
+/// The Python of `tests/interop/.venv` (where `.ci/run` installs the packages),
+/// else `python3` from `PATH`.
+fn python() -> String {
+    let venv = interop_dir().join(".venv/bin/python");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".into()
+    }
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -25,7 +35,8 @@ fn available(what: &str, ready: bool) -> bool {
     if ready {
         return true;
     }
-    let how = "install them as .ci/run does: `pip install -r tests/interop/requirements.txt` \
+    let how = "install them as .ci/run does: `python3 -m venv tests/interop/.venv`, \
+               `tests/interop/.venv/bin/pip install -r tests/interop/requirements.txt` \
                and `npm ci` in tests/interop";
     if std::env::var("TESSERA_REQUIRE_INTEROP").as_deref() == Ok("1") {
         panic!("TESSERA_REQUIRE_INTEROP=1 but {what} is not installed; {how}");
@@ -42,7 +53,7 @@ fn available(what: &str, ready: bool) -> bool {
 fn python_ready() -> bool {
     available(
         "the Python interop packages (PyJWT, cryptography, requests-oauthlib, openapi-spec-validator)",
-        succeeds(Command::new("python3").args([
+        succeeds(Command::new(python()).args([
             "-c",
             "import jwt, cryptography, requests_oauthlib, openapi_spec_validator",
         ])),
@@ -61,9 +72,10 @@ fn node_ready() -> bool {
 
 /// Runs a script from `tests/interop` off the async runtime (the servers it talks
 /// to run on this runtime) and fails the test with its output if it fails.
-async fn run(program: &'static str, args: Vec<String>) {
+async fn run(program: String, args: Vec<String>) {
+    let name = program.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(program)
+        Command::new(&program)
             .args(&args)
             .current_dir(interop_dir())
             .output()
@@ -76,7 +88,7 @@ async fn run(program: &'static str, args: Vec<String>) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{program} failed:\n{text}");
+    assert!(out.status.success(), "{name} failed:\n{text}");
     print!("{text}");
 }
 
@@ -84,8 +96,8 @@ const HS256_SECRET: &str = "interop-hs256-secret-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_and_jose_verify_tokens_of_every_algorithm() {
-    let (python, node) = (python_ready(), node_ready());
-    if !python && !node {
+    let (with_python, with_node) = (python_ready(), node_ready());
+    if !with_python && !with_node {
         return;
     }
     let mut servers = Vec::new();
@@ -115,11 +127,11 @@ async fn pyjwt_and_jose_verify_tokens_of_every_algorithm() {
     let path = dir.path().join("cases.json");
     std::fs::write(&path, json!(cases).to_string()).unwrap();
     let path = path.display().to_string();
-    if python {
-        run("python3", vec!["verify_pyjwt.py".into(), path.clone()]).await;
+    if with_python {
+        run(python(), vec!["verify_pyjwt.py".into(), path.clone()]).await;
     }
-    if node {
-        run("node", vec!["verify_jose.mjs".into(), path]).await;
+    if with_node {
+        run("node".into(), vec!["verify_jose.mjs".into(), path]).await;
     }
 }
 
@@ -137,7 +149,6 @@ async fn an_oauth_client_library_uses_the_token_endpoint() {
     let s = TestServer::start_with(|c| {
         c.listen = format!("127.0.0.1:{port}").parse().unwrap();
         c.issuer = Some(format!("http://127.0.0.1:{port}"));
-        c.refresh_grace = Span::from_secs(0);
     })
     .await;
     s.register("libuser").await;
@@ -145,7 +156,7 @@ async fn an_oauth_client_library_uses_the_token_endpoint() {
         .await
         .unwrap();
     run(
-        "python3",
+        python(),
         vec![
             "oauth_client.py".into(),
             s.base.clone(),
@@ -165,7 +176,7 @@ async fn the_openapi_document_passes_a_validator() {
     }
     let s = TestServer::start().await;
     run(
-        "python3",
+        python(),
         vec!["validate_openapi.py".into(), s.url("/openapi.json")],
     )
     .await;
