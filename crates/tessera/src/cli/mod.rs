@@ -7,6 +7,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod token;
 mod users;
 
 use crate::config::{Config, FlagOverrides};
@@ -65,6 +66,11 @@ enum Command {
     Session {
         #[command(subcommand)]
         command: users::SessionCommand,
+    },
+    /// Access tokens: decode, verify, sign.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Signing keys: list, rotate.
     Keys {
@@ -150,6 +156,7 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Keys { command } => rt.block_on(keys::run(&cfg, command)),
+        Command::Token { command } => rt.block_on(token::run(&cfg, command)),
         Command::User { command } => rt.block_on(users::run_user(&cfg, command)),
         Command::Session { command } => rt.block_on(users::run_session(&cfg, command)),
         Command::Audit(args) => rt.block_on(audit::run(&cfg, args)),

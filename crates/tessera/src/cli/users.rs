@@ -76,7 +76,7 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 /// Finds a user by id, email or username.
-pub async fn find_user(store: &dyn Store, who: &str) -> Result<User, String> {
+pub(crate) async fn find_user(store: &dyn Store, who: &str) -> Result<User, String> {
     let record = match Uuid::parse_str(who) {
         Ok(id) => store.get_user(id).await.map_err(err)?,
         Err(_) => store

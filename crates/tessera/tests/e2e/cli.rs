@@ -214,3 +214,53 @@ async fn import_accepts_bcrypt_and_upgrades_it_at_login() {
         .await;
     assert_eq!(r.status(), StatusCode::OK, "and still accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_sign_verify_decode() {
+    let s = TestServer::start().await;
+    s.register("hana").await;
+    let out = cli(&s, &["token", "sign", "hana", "--expires-in", "5m"], None);
+    let token = ok(&out).trim().to_string();
+    assert_eq!(
+        s.me_status(&token).await,
+        StatusCode::OK,
+        "the signed token is a real access token"
+    );
+    let verified = ok(&cli(&s, &["token", "verify", &token], None));
+    assert!(verified.starts_with("valid"), "{verified}");
+    assert!(
+        verified.contains("exp:") && verified.contains("(in "),
+        "{verified}"
+    );
+    let decoded = ok(&cli(&s, &["token", "decode", "-"], Some(&token)));
+    assert!(
+        decoded.contains("\"typ\":\"at+jwt\"") && decoded.contains("username: \"hana\""),
+        "{decoded}"
+    );
+    // Tampered, garbage and revoked tokens fail with a reason and exit code 1.
+    // Flip one character of the signature: still base64url, no longer valid.
+    let mut tampered = token.clone();
+    let i = tampered.len() - 10;
+    let flipped = if &tampered[i..i + 1] == "A" { "B" } else { "A" };
+    tampered.replace_range(i..i + 1, flipped);
+    for (bad, reason) in [
+        (tampered.as_str(), "signature"),
+        ("garbage", "not a signed JWT"),
+    ] {
+        let out = cli(&s, &["token", "verify", bad], None);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(reason),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ok(&cli(&s, &["session", "revoke", "--user", "hana"], None));
+    let out = cli(&s, &["token", "verify", &token], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    assert_eq!(
+        cli(&s, &["token", "decode", "a.b"], None).status.code(),
+        Some(1)
+    );
+}
