@@ -39,13 +39,14 @@ fn available(what: &str, ready: bool) -> bool {
                `tests/interop/.venv/bin/pip install -r tests/interop/requirements.txt` \
                and `npm ci` in tests/interop";
     if std::env::var("TESSERA_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("TESSERA_REQUIRE_INTEROP=1 but {what} is not installed; {how}");
+        panic!("TESSERA_REQUIRE_INTEROP=1 but not installed: {what}; {how}");
     }
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !! INTEROPERABILITY TEST SKIPPED: {what} is not installed.\n\
-         !! {how}\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    // Straight to stderr: the test harness captures `eprintln!`.
+    use std::io::Write;
+    let bar = "!".repeat(78);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\n!! INTEROPERABILITY TEST SKIPPED, not installed: {what}\n!! {how}\n{bar}\n"
     );
     false
 }
