@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Members that would make a verifier fetch or trust key material named by the
-/// token itself, or demand extensions we do not implement.
-const FORBIDDEN: &[&str] = &["jku", "x5u", "jwk", "x5c", "crit", "b64"];
+/// token itself, demand extensions we do not implement, or belong to JWE.
+const FORBIDDEN: &[&str] = &["jku", "x5u", "jwk", "x5c", "crit", "b64", "enc", "zip"];
 const MAX_HEADER_BYTES: usize = 1024;
 
 pub(crate) struct Header {

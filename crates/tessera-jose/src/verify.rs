@@ -7,6 +7,8 @@ use std::collections::HashSet;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// 9999-12-31T23:59:59Z: the latest time claim accepted.
+const MAX_TIME: i64 = 253_402_300_799;
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +121,15 @@ impl KeySet {
         if c.sub.is_empty() || c.sid.is_empty() {
             return Err(Invalid("the access token lacks a subject or session"));
         }
+        // Times before 1970 or after year 9999 are not times; a token cannot expire
+        // before it was issued. (An `exp` near i64::MAX would otherwise never expire.)
+        let in_range = |t: i64| (0..=MAX_TIME).contains(&t);
+        if !in_range(c.exp) || !in_range(c.iat) || c.nbf.is_some_and(|t| !in_range(t)) {
+            return Err(Invalid("the access token's time claims are out of range"));
+        }
+        if c.exp <= c.iat {
+            return Err(Invalid("the access token expires before it was issued"));
+        }
         if c.iat > now + opts.leeway {
             return Err(Invalid("the access token was issued in the future"));
         }
@@ -226,6 +237,27 @@ mod tests {
         let mut c = claims();
         c.nbf = Some(NOW + 120);
         assert!(ks.verify(&sign(c), &opts(), NOW).is_err());
+        // Out of range or inconsistent time claims, even with a valid signature.
+        for (exp, iat, nbf) in [
+            (i64::MAX, NOW, None),
+            (MAX_TIME + 1, NOW, None),
+            (NOW + 900, -1, None),
+            (NOW + 900, i64::MIN, None),
+            (NOW + 900, NOW, Some(-5)),
+            (NOW + 900, NOW, Some(i64::MAX)),
+            (NOW - 10, NOW, None),
+            (NOW, NOW, None),
+        ] {
+            let mut c = claims();
+            (c.exp, c.iat, c.nbf) = (exp, iat, nbf);
+            assert!(
+                matches!(
+                    ks.verify(&sign(c), &opts(), NOW),
+                    Err(TokenError::Invalid(_))
+                ),
+                "exp {exp} iat {iat} nbf {nbf:?}"
+            );
+        }
     }
 
     #[test]

@@ -80,16 +80,22 @@ fn append(headers: &mut HeaderMap, v: String) {
 }
 
 /// The value of cookie `name`, if the request carries exactly that cookie.
+/// Two cookies of the same name mean someone else (a sibling subdomain) planted
+/// one; neither is trusted.
 pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
-        .filter(|v| !v.is_empty())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'));
+    let first = found.next()?;
+    if found.next().is_some() || first.is_empty() {
+        return None;
+    }
+    Some(first)
 }
 
 /// A cookie-authenticated state change must come from our own origin. Browsers
@@ -173,5 +179,7 @@ mod tests {
         let m = h(&[("cookie", "a=1; tessera_rt=tok; b=2")]);
         assert_eq!(read(&m, "tessera_rt"), Some("tok"));
         assert_eq!(read(&m, "tessera_at"), None);
+        let tossed = h(&[("cookie", "tessera_rt=mine; tessera_rt=planted")]);
+        assert_eq!(read(&tossed, "tessera_rt"), None);
     }
 }

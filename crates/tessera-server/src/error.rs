@@ -79,7 +79,7 @@ impl From<StoreError> for ApiError {
                     retry_after: Some(2),
                     ..ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
+                        "overloaded",
                         "the database is unavailable; retry shortly",
                     )
                 }

@@ -138,6 +138,22 @@ impl PasswordHasher {
     }
 }
 
+/// The stored form of an OAuth client secret. Secrets are 256 random bits made
+/// by Tessera, so a fast digest is enough: nothing to brute-force, and checking a
+/// client never waits on (or floods) the password-hash pool.
+pub fn client_secret_hash(secret: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Constant-time check of a presented client secret against its stored form.
+pub fn client_secret_matches(secret: &str, stored: &str) -> bool {
+    let presented = client_secret_hash(secret);
+    aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), stored.as_bytes())
+        .is_ok()
+}
+
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
@@ -257,5 +273,17 @@ mod import_tests {
         assert!(h.verify("imported password".into(), Some(b)).await.unwrap());
         let fresh = h.hash("imported password".into()).await.unwrap();
         assert!(!h.needs_rehash(&fresh));
+    }
+}
+
+#[cfg(test)]
+mod client_secret_tests {
+    #[test]
+    fn client_secrets_match_only_themselves() {
+        let stored = super::client_secret_hash("s3cret-value");
+        assert!(stored.starts_with("sha256:") && !stored.contains("s3cret"));
+        assert!(super::client_secret_matches("s3cret-value", &stored));
+        assert!(!super::client_secret_matches("s3cret-valuf", &stored));
+        assert!(!super::client_secret_matches("", &stored));
     }
 }

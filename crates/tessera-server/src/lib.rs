@@ -16,7 +16,6 @@ mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tessera_core::{Clock, RefreshPolicy, RefreshTokenCodec, Store};
@@ -28,6 +27,7 @@ pub use hashing::HashSettings;
 pub use keys::{KeySource, load_key_set, rotate_keys};
 pub use oauth::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
 pub use protect::{IpNet, Limit, ThrottleSettings};
+pub use tokens::rfc3339;
 
 /// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,23 +163,89 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn(protect::limit_headers))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            protect::limit_request(limit, req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            deadline(timeout, req, next)
+        }))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// A request that takes longer than `limit` is answered 503 `overloaded` (with
+/// `Retry-After`, as every error: a JSON body).
+async fn deadline(
+    limit: Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut e = ApiError::overloaded();
+            e.description = "the request took too long; retry shortly".into();
+            e.into_response()
+        }
+    }
+}
+
+/// Connections served at once; beyond this new ones are closed at once, so a flood
+/// of idle or slow connections cannot use up the process's file descriptors.
+pub const MAX_CONNECTIONS: usize = 8192;
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish (for at most 10 s). A client has `header_read_timeout` to send
+/// a request's headers (slow-header attacks), and connections are capped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    header_read_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = router.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -148,10 +148,25 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let method = req.method().as_str().to_string();
+    // Label values must come from a fixed set: a client can send any method.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
     let res = next.run(req).await;
-    let route = route.unwrap_or_else(|| "unmatched".into());
+    // A 405 still carries the matched path; unknown methods must not add series.
+    let route = match route {
+        Some(r) if res.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED => r,
+        _ => "unmatched".into(),
+    };
     let m = &state.metrics;
     m.latency
         .get_or_create(&RouteLabels {

@@ -244,14 +244,12 @@ impl AppState {
         let client = self.store.get_client(&id).await?;
         match (client, secret) {
             (Some(c), None) if c.secret_hash.is_none() => Ok(c),
-            (Some(c), Some(secret)) if c.secret_hash.is_some() => {
-                let ok = self.hasher.verify(secret, c.secret_hash.clone()).await?;
-                if ok { Ok(c) } else { Err(failed()) }
-            }
-            // An unknown client costs one hash too, like a wrong secret.
-            (None, Some(secret)) => {
-                self.hasher.verify(secret, None).await?;
-                Err(failed())
+            (Some(c), Some(secret))
+                if c.secret_hash
+                    .as_deref()
+                    .is_some_and(|h| crate::hashing::client_secret_matches(&secret, h)) =>
+            {
+                Ok(c)
             }
             _ => Err(failed()),
         }

@@ -421,8 +421,11 @@ impl AppState {
     }
 }
 
-/// Refuses requests whose headers are larger than [`MAX_HEADER_BYTES`] (431).
-pub async fn limit_headers(req: Request, next: Next) -> Response {
+/// Refuses a request whose headers are larger than [`MAX_HEADER_BYTES`] (431), and
+/// one that waits for `100 Continue` before sending a body over `body_limit` (413,
+/// so the body is never sent). Other bodies are cut at the limit as they are read:
+/// answering before reading them would reset connections that are still sending.
+pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
         .iter()
@@ -433,6 +436,22 @@ pub async fn limit_headers(req: Request, next: Next) -> Response {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             "the request headers are too large",
+        )
+        .into_response();
+    }
+    let h = req.headers();
+    let waits = h
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let announced = h
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if waits && announced.is_some_and(|n| n > body_limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
         )
         .into_response();
     }

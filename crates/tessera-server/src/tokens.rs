@@ -19,8 +19,14 @@ pub enum Delivery {
     Cookie,
 }
 
+/// A Unix time as RFC 3339 (UTC). Times outside 1970..=9999 (only ever seen in
+/// hostile tokens) are shown as the raw number.
 pub fn rfc3339(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
+    if !(0..=LAST_SECOND_OF_9999).contains(&unix) {
+        return format!("{unix} (out of range)");
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -82,11 +88,13 @@ impl AppState {
     ) -> Result<Issued, ApiError> {
         let s = &self.settings;
         let p = s.profile_claims;
+        // Never outlive the session: the revocation feed covers an access lifetime.
+        let exp = (now + s.access_ttl).min(session.absolute_expires_at.max(now + 1));
         let claims = AccessClaims {
             iss: s.issuer.clone(),
             sub: user.id.to_string(),
             aud: Audience::One(s.audience.clone()),
-            exp: now + s.access_ttl,
+            exp,
             iat: now,
             nbf: None,
             jti: Uuid::now_v7().to_string(),
@@ -111,7 +119,7 @@ impl AppState {
         Ok(Issued {
             access_token,
             refresh_token,
-            expires_in: s.access_ttl,
+            expires_in: exp - now,
             refresh_expires_in: (session.idle_expires_at.min(session.absolute_expires_at) - now)
                 .max(0),
             session_id: session.id,

@@ -699,37 +699,37 @@ impl Store for PostgresStore {
         sessions_before: i64,
         audit_before: i64,
     ) -> StoreResult<PruneReport> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Separate short statements: a long prune must not hold the feed lock
+        // that revocations wait for.
         let sessions = sqlx::query(
             "DELETE FROM sessions WHERE absolute_expires_at < $1 OR idle_expires_at < $2 OR revoked_at < $3",
         )
         .bind(sessions_before)
         .bind(sessions_before)
         .bind(sessions_before)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(map_err)?
         .rows_affected();
         let revocations = sqlx::query("DELETE FROM revocations WHERE until <= $1")
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await
             .map_err(map_err)?
             .rows_affected();
         let audit_events = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(audit_before)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await
             .map_err(map_err)?
             .rows_affected();
         let throttle_rows =
             sqlx::query("DELETE FROM throttle WHERE window_start + window_len <= $1")
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&self.pool)
                 .await
                 .map_err(map_err)?
                 .rows_affected();
-        tx.commit().await.map_err(map_err)?;
         Ok(PruneReport {
             sessions,
             revocations,

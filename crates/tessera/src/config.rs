@@ -66,6 +66,8 @@ pub struct Config {
     pub trusted_origins: Option<String>,
     pub body_limit: usize,
     pub request_timeout: Span,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Span,
     /// Whether `/oauth/token` accepts `grant_type=password` from first-party clients.
     pub password_grant: bool,
     pub jwks_max_age: Span,
@@ -119,6 +121,7 @@ impl Default for Config {
             trusted_origins: None,
             body_limit: 16 * 1024,
             request_timeout: Span::from_secs(30),
+            header_read_timeout: Span::from_secs(10),
             password_grant: true,
             jwks_max_age: Span::from_secs(300),
             key_reload_interval: Span::from_secs(10),
@@ -128,9 +131,11 @@ impl Default for Config {
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
+            // One core stays free for the runtime: a login flood must not slow
+            // refresh and token checks (measured: all cores hashing doubles them).
             hash_workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1),
             hash_queue: hash.queue,
             trusted_proxies: Vec::new(),
             login_limit_ip: throttle.login_ip,
@@ -443,15 +448,42 @@ fn origin_of(url: &str) -> String {
     }
 }
 
-/// Hides a password in `scheme://user:password@host/...`.
+/// Hides passwords in a database URL: the user-info part
+/// (`scheme://user:password@host/...`, split at the last `@`, since passwords may
+/// contain one) and `password=` query parameters.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((cred, host)) = rest.split_once('@')
-        && let Some((user, _)) = cred.split_once(':')
-    {
-        return format!("{scheme}://{user}:[redacted]@{host}");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let main = match main.rfind('@') {
+        Some(at) => {
+            let (cred, host) = (&main[..at], &main[at + 1..]);
+            match cred.split_once(':') {
+                Some((user, _)) => format!("{user}:[redacted]@{host}"),
+                None => main.to_string(),
+            }
+        }
+        None => main.to_string(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => {
+                    format!("{k}=[redacted]")
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}://{main}?{q}"),
+        None => format!("{scheme}://{main}"),
     }
-    url.to_string()
 }
 
 #[cfg(test)]
@@ -468,6 +500,15 @@ mod tests {
             redact_url("postgres://u:secret@h/db"),
             "postgres://u:[redacted]@h/db"
         );
+        assert_eq!(
+            redact_url("postgres://u:p@ss:w0rd@db/x"),
+            "postgres://u:[redacted]@db/x"
+        );
+        assert_eq!(
+            redact_url("postgres://u@db/x?sslmode=require&password=hunter2"),
+            "postgres://u@db/x?sslmode=require&password=[redacted]"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

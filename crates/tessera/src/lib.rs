@@ -95,10 +95,38 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Creates the data folder readable by its owner only: it holds the database
+/// (signing keys included) and the refresh-token secret.
 pub fn prepare_data_dir(cfg: &Config) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(&cfg.data_dir)
         .map_err(|e| format!("cannot create data folder {}: {e}", cfg.data_dir.display()))?;
     Ok(cfg.data_dir.clone())
+}
+
+/// Creates a missing SQLite database file as owner-only; SQLite gives its `-wal`
+/// and `-shm` files the same permissions.
+fn create_private_db_file(url: &str) -> Result<(), String> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" || Path::new(path).exists() {
+        return Ok(());
+    }
+    match write_private(Path::new(path), b"") {
+        Ok(()) => Ok(()),
+        // Another process created it first: fine.
+        Err(_) if Path::new(path).exists() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens the configured database (SQLite or PostgreSQL) and migrates it.
@@ -107,6 +135,7 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
     let failed = |e: tessera_core::StoreError| format!("cannot open database {shown}: {e}");
     if v.database_url.starts_with("sqlite:") {
         prepare_data_dir(cfg)?;
+        create_private_db_file(&v.database_url)?;
         let store = SqliteStore::open(&v.database_url, cfg.database_pool_size)
             .await
             .map_err(failed)?;
@@ -182,9 +211,15 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     }
     let (tx, rx) = oneshot::channel::<()>();
     let router = tessera_server::router(state.clone());
-    let task = tokio::spawn(tessera_server::serve(listener, router, async move {
-        let _ = rx.await;
-    }));
+    let header_timeout = std::time::Duration::from_secs(cfg.header_read_timeout.secs().max(1));
+    let task = tokio::spawn(tessera_server::serve(
+        listener,
+        router,
+        header_timeout,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let reload_every = std::time::Duration::from_secs(cfg.key_reload_interval.secs());
     let reloading = state.clone();
     let background = vec![tokio::spawn(async move {

@@ -176,14 +176,17 @@ impl AppState {
             }
         };
         self.login_succeeded(login, client).await;
+        let mut verified_hash = record.password_hash.clone();
         // Parameters changed since this hash was made: upgrade it while we hold the password.
         if self.hasher.needs_rehash(&record.password_hash)
-            && let Ok(new_hash) = self.hasher.hash(password).await
-        {
-            let _ = self
+            && let Ok(new_hash) = self.hasher.hash(password.clone()).await
+            && self
                 .store
                 .set_password_hash(record.user.id, &new_hash)
-                .await;
+                .await
+                .is_ok()
+        {
+            verified_hash = new_hash;
         }
         let now = self.now();
         let s = &self.settings;
@@ -200,6 +203,24 @@ impl AppState {
                 ip: client.ip.clone(),
             })
             .await?;
+        // A password change that raced this login revokes every session it can see;
+        // one created after that must not survive on the old password.
+        let current = self
+            .store
+            .get_user(record.user.id)
+            .await?
+            .map(|r| r.password_hash);
+        if current.as_deref() != Some(verified_hash.as_str()) {
+            let still_valid = match current {
+                Some(h) => self.hasher.verify(password, Some(h)).await.unwrap_or(false),
+                None => false,
+            };
+            if !still_valid {
+                self.revoke(session.id, RevokeReason::PasswordChanged)
+                    .await?;
+                return Err(ApiError::invalid_credentials());
+            }
+        }
         self.audit(
             "login_ok",
             Some(record.user.id),
@@ -400,6 +421,7 @@ pub async fn refresh(
     OptionalJson(body): OptionalJson<RefreshBody>,
 ) -> ApiResult<Response> {
     let body = body.unwrap_or_default();
+    let from_body = body.refresh_token.is_some();
     let token =
         refresh_token_from(&state, &method, &headers, body.refresh_token)?.ok_or_else(|| {
             ApiError::bad_request("refresh_token is required (in the body or the refresh cookie)")
@@ -407,7 +429,14 @@ pub async fn refresh(
     let issued = state
         .refresh(&token, &client, &state.settings.client_id)
         .await?;
-    Ok(state.token_response(issued, body.delivery.unwrap_or_default()))
+    // A token that came from the HttpOnly cookie goes back only as a cookie: a
+    // script on the page must never read it from a response body.
+    let delivery = if from_body {
+        body.delivery.unwrap_or_default()
+    } else {
+        Delivery::Cookie
+    };
+    Ok(state.token_response(issued, delivery))
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]

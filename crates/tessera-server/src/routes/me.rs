@@ -103,7 +103,9 @@ pub struct PasswordBody {
     responses(
         (status = 204, description = "Changed"),
         (status = 400, description = "The new password is invalid", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_token`, `invalid_credentials`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+        (status = 403, description = "`forbidden`: the current password is incorrect (not a token problem, so no refresh helps)", body = super::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn change_password(
@@ -127,6 +129,9 @@ pub async fn change_password(
         .get_user(auth.user.id)
         .await?
         .ok_or_else(|| ApiError::invalid_token("no such user"))?;
+    // A stolen access token must not turn this into an unthrottled password oracle:
+    // checks count against the same limits as logins to the account.
+    state.throttle_login(&auth.user.username, &client).await?;
     if !state
         .hasher
         .verify(body.current_password, Some(record.password_hash))
@@ -143,6 +148,7 @@ pub async fn change_password(
             .await;
         return Err(ApiError::forbidden("the current password is incorrect"));
     }
+    state.login_succeeded(&auth.user.username, &client).await;
     let hash = state.hasher.hash(body.new_password).await?;
     state.store.set_password_hash(auth.user.id, &hash).await?;
     let now = state.now();

@@ -60,7 +60,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             tracing::warn!(error = %e, "readiness check failed");
             let mut err = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                "overloaded",
                 "the database is not reachable",
             );
             err.retry_after = Some(2);

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Subcommand;
 use std::process::ExitCode;
 use tessera_core::{Client, Clock, StoreError, SystemClock};
-use tessera_server::hashing::PasswordHasher;
+use tessera_server::hashing::client_secret_hash;
 use tessera_server::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN};
 
 #[derive(Subcommand)]
@@ -78,15 +78,7 @@ pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
                     );
                 }
                 let secret = confidential.then(new_secret).transpose()?;
-                let secret_hash = match &secret {
-                    Some(s) => Some(
-                        PasswordHasher::new(v.hash)?
-                            .hash(s.clone())
-                            .await
-                            .map_err(|e| e.description)?,
-                    ),
-                    None => None,
-                };
+                let secret_hash = secret.as_deref().map(client_secret_hash);
                 let client = Client {
                     id: id.clone(),
                     name: name.unwrap_or_else(|| id.clone()),

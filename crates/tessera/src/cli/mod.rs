@@ -94,8 +94,7 @@ enum ConfigCommand {
 
 /// A Unix time as the operator reads it (RFC 3339, UTC).
 pub fn time(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    tessera_server::rfc3339(unix)
 }
 
 /// A command failed: the message goes to stderr and the exit code is 1.

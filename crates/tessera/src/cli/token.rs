@@ -44,7 +44,7 @@ fn read_token(arg: String) -> Result<String, String> {
 }
 
 fn relative(t: i64, now: i64) -> String {
-    let d = t - now;
+    let d = t.saturating_sub(now);
     let span = tessera_core::Span::from_secs(d.unsigned_abs());
     if d >= 0 {
         format!("{} (in {span})", super::time(t))
@@ -134,6 +134,13 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                 }
                 let s = &v.server;
                 let ttl = expires_in.map(|e| e.as_i64()).unwrap_or(s.access_ttl).max(1);
+                if ttl > s.access_ttl {
+                    // The revocation feed only covers one access-token lifetime.
+                    return Err(format!(
+                        "--expires-in may not exceed the access-token lifetime ({})",
+                        tessera_core::Span::from_secs(s.access_ttl as u64)
+                    ));
+                }
                 let session = store
                     .create_session(NewSession {
                         id: Uuid::now_v7(),

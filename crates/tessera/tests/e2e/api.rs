@@ -580,6 +580,25 @@ async fn delivery_modes_and_cookie_attributes() {
     assert_eq!(r.status(), StatusCode::OK);
     let (rt2, _) = cookie_pair(&r, "tessera_rt").unwrap();
     assert_ne!(rt2, rt);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.get("refresh_token").is_none() && body.get("access_token").is_none(),
+        "{body}"
+    );
+    // Even when asked, a cookie-sourced refresh never puts tokens where a script reads them.
+    let r = s
+        .http
+        .post(s.url("/v1/auth/refresh"))
+        .header("cookie", format!("tessera_rt={rt2}"))
+        .json(&json!({"delivery": "both"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (rt3, _) = cookie_pair(&r, "tessera_rt").unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(!body.to_string().contains(&rt3), "{body}");
+    let rt2 = rt3;
     // Access tokens are never read from the query string.
     let r = s
         .http
@@ -728,5 +747,51 @@ async fn health_and_readiness() {
             .to_str()
             .unwrap()
             .contains("max-age=")
+    );
+}
+
+/// Logins with the old password racing a password change never leave a live session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_wins_against_racing_logins() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let owner = s.user("racer").await;
+    let mut logins = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        logins.push(tokio::spawn(async move {
+            s.post(
+                "/v1/auth/login",
+                json!({"login": "racer", "password": PASSWORD, "delivery": "body"}),
+            )
+            .await
+            .status()
+        }));
+    }
+    let r = s
+        .http
+        .post(s.url("/v1/me/password"))
+        .bearer_auth(&owner.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "changed password 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for l in logins {
+        let status = l.await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+            "{status}"
+        );
+    }
+    let live: Vec<Value> = s
+        .get_auth("/v1/me/sessions", &owner.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.len(),
+        1,
+        "only the session that changed the password survives: {live:?}"
     );
 }

@@ -47,6 +47,17 @@ async fn zero_config_start_creates_and_keeps_its_data() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "the secret is private to its owner");
+        for private in ["tessera.db", "tessera.db-wal", "."] {
+            let path = data.join(private);
+            if path.exists() {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(
+                    mode & 0o077,
+                    0,
+                    "{private} is private to its owner: {mode:o}"
+                );
+            }
+        }
     }
 }
 

@@ -263,4 +263,16 @@ async fn token_sign_verify_decode() {
         cli(&s, &["token", "decode", "a.b"], None).status.code(),
         Some(1)
     );
+    // Absurd times are shown, not a crash.
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    for exp in ["99999999999999", "-5", "9223372036854775807"] {
+        let hostile = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"none"}"#),
+            b64(&format!(r#"{{"exp":{exp}}}"#))
+        );
+        let out = ok(&cli(&s, &["token", "decode", &hostile], None));
+        assert!(out.contains("out of range"), "{out}");
+    }
 }

@@ -227,3 +227,27 @@ async fn wrong_methods_and_paths() {
         .await;
     expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| c.header_read_timeout = "1".parse().unwrap()).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(8), slow.read(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a slow-header connection open"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    // Everyone else is served as usual.
+    assert_eq!(
+        s.http.get(s.url("/healthz")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}

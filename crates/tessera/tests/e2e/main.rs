@@ -2,6 +2,7 @@
 //! One test binary for the whole workspace (linking is the slow part).
 
 mod api;
+mod attacks;
 mod binary;
 mod cli;
 mod hostile;

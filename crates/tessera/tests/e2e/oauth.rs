@@ -18,10 +18,9 @@ pub async fn add_client(
     first_party: bool,
 ) -> Option<String> {
     let secret = confidential.then(|| format!("{id}-secret-0123456789abcdef"));
-    let secret_hash = match &secret {
-        Some(sec) => Some(s.state().hasher.hash(sec.clone()).await.unwrap()),
-        None => None,
-    };
+    let secret_hash = secret
+        .as_deref()
+        .map(tessera_server::hashing::client_secret_hash);
     s.state()
         .store
         .create_client(Client {

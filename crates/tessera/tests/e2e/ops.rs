@@ -74,3 +74,28 @@ async fn metrics_count_what_operators_watch() {
     );
     assert!(!m.contains(&t1.access) && !m.contains(&t1.refresh));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let s = TestServer::start().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("XMETHOD{i}").as_bytes()).unwrap();
+        let r = s
+            .http
+            .request(method, s.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+    }
+    let m = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!m.contains("XMETHOD"), "{m}");
+}
