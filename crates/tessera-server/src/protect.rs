@@ -1,6 +1,6 @@
-//! Throttling of logins, registrations and refreshes (SPEC §6), with the counters in
-//! the database so that every instance shares them, and the client address they are
-//! keyed on.
+//! Throttling of logins, registrations and refreshes (SPEC §6), and the client
+//! address they are keyed on. Login and registration counters live in the database
+//! so every instance shares them; the refresh limit is per instance, in memory.
 //!
 //! Each limit is a fixed window: at most `N` attempts in `SPAN` from the first one.
 //! Attempts are counted *before* any password is hashed, so a burst of parallel
@@ -176,7 +176,7 @@ impl Default for ThrottleSettings {
             login_account: Limit::new(30, 300),
             login_account_ip: Limit::new(5, 300),
             register_ip: Limit::new(20, 900),
-            refresh_ip: Limit::new(300, 60),
+            refresh_ip: Limit::new(600, 60),
             trusted_proxies: Vec::new(),
         }
     }
@@ -265,6 +265,37 @@ fn rate_limited(wait: u64) -> ApiError {
 /// Names accounts in throttle keys by a MAC of their normalized login.
 pub struct Throttle {
     key: hmac::Key,
+    /// Per-instance windows for the refresh limit (see [`LocalWindows`]).
+    local: LocalWindows,
+}
+
+/// Fixed windows kept in this instance's memory. Refreshes are limited here rather
+/// than in the database so a refresh stays one small write (the rotation) — a
+/// refresh token cannot be guessed, so the limit only caps load, and a per-instance
+/// count does that. The map is bounded: expired windows are dropped when it fills,
+/// and if every entry is live it starts over (failing open, never growing).
+#[derive(Default)]
+struct LocalWindows(std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>);
+
+const LOCAL_WINDOWS_MAX: usize = 65_536;
+
+impl LocalWindows {
+    /// Counts a hit; returns the hits in the window and when the window ends.
+    fn hit(&self, key: &str, now: i64, window: i64) -> (u32, i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= LOCAL_WINDOWS_MAX && !map.contains_key(key) {
+            map.retain(|_, (start, _)| *start + window > now);
+            if map.len() >= LOCAL_WINDOWS_MAX {
+                map.clear();
+            }
+        }
+        let entry = map.entry(key.to_string()).or_insert((now, 0));
+        if entry.0 + window <= now {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        (entry.1, entry.0 + window)
+    }
 }
 
 impl Throttle {
@@ -275,6 +306,7 @@ impl Throttle {
         );
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            local: LocalWindows::default(),
         }
     }
 
@@ -374,6 +406,38 @@ impl AppState {
             }
             None => Ok(()),
         }
+    }
+
+    /// Counts one refresh from the client's address in this instance's memory;
+    /// 429 when the limit is spent.
+    pub(crate) async fn throttle_refresh(
+        &self,
+        limit: Limit,
+        client: &ClientInfo,
+    ) -> ApiResult<()> {
+        let Some(ip) = client.ip.as_deref() else {
+            return Ok(());
+        };
+        if limit.hits == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let (hits, ends) = self
+            .throttle
+            .local
+            .hit(&bucket(ip), now, limit.window.as_i64());
+        if hits <= limit.hits {
+            return Ok(());
+        }
+        let wait = (ends - now).max(1) as u64;
+        if hits == limit.hits.saturating_add(1) {
+            let detail = format!("refresh per address: more than {limit}; retry in {wait}s");
+            self.audit("throttled", None, None, client, Some(detail))
+                .await;
+        } else {
+            self.metrics.on_rate_limited();
+        }
+        Err(rate_limited(wait))
     }
 
     /// One hit on `key`. The first refusal in a window is audited (with the user
@@ -564,6 +628,18 @@ mod tests {
         // Everything trusted: the leftmost hop.
         let h = xff(&["10.9.9.9, 10.0.0.7"]);
         assert_eq!(client_ip(peer, &h, &t), ip("10.9.9.9"));
+    }
+
+    #[test]
+    fn local_windows_count_reset_and_stay_bounded() {
+        let w = LocalWindows::default();
+        assert_eq!(w.hit("a", 100, 60), (1, 160));
+        assert_eq!(w.hit("a", 159, 60), (2, 160));
+        assert_eq!(w.hit("a", 160, 60), (1, 220), "a new window");
+        for i in 0..(LOCAL_WINDOWS_MAX + 10) {
+            w.hit(&format!("k{i}"), 1000, 60);
+        }
+        assert!(w.0.lock().unwrap().len() <= LOCAL_WINDOWS_MAX);
     }
 
     #[test]

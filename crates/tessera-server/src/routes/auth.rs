@@ -261,8 +261,8 @@ impl AppState {
             .decode(presented)
             .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
         // After the MAC check: a forged token costs no database work at all.
-        let limit = self.settings.throttle.refresh_ip;
-        self.throttle_ip("refresh", limit, client).await?;
+        self.throttle_refresh(self.settings.throttle.refresh_ip, client)
+            .await?;
         for _ in 0..4 {
             let now = self.now();
             let (session, user) = self
