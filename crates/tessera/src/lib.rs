@@ -178,11 +178,29 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         .await
         .map_err(|e| format!("cannot load signing keys: {e}"))?;
     tessera_server::ensure_default_client(store.as_ref(), &v.server.client_id, clock.now()).await?;
-    let signing = format!(
+    let mut signing = format!(
         "{} (kid {})",
         keys.signing_key().alg,
         keys.signing_key().kid
     );
+    if v.master_key.is_some() {
+        // Keys created before a master key was configured stay readable in the
+        // database until they are rotated out.
+        let stored = store.list_keys().await.map_err(|e| e.to_string())?;
+        let unsealed = stored
+            .iter()
+            .filter(|k| !tessera_jose::seal::is_sealed(&k.private_der))
+            .count();
+        if unsealed > 0 {
+            tracing::warn!(
+                unsealed,
+                "signing keys stored without sealing; run `tessera keys rotate` to replace them"
+            );
+            signing.push_str(&format!(
+                "; {unsealed} key(s) not sealed yet: run `tessera keys rotate`"
+            ));
+        }
+    }
     let state = AppState::new(
         store.clone(),
         clock,

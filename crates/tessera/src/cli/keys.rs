@@ -34,7 +34,10 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
             KeysCommand::List => {
                 let set = tessera_server::load_key_set(store.as_ref(), &src, now).await?;
                 let signing = set.signing_key().kid.clone();
-                println!("{:<45} {:<6} {:<10} {:<21} {:<21} RETIRED", "KID", "ALG", "STATE", "CREATED", "SIGNS FROM");
+                println!(
+                    "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} RETIRED",
+                    "KID", "ALG", "STATE", "AT REST", "CREATED", "SIGNS FROM"
+                );
                 for k in store.list_keys().await.map_err(|e| e.to_string())? {
                     let state = if k.kid == signing {
                         "signing"
@@ -47,10 +50,11 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                     };
                     let retired = k.retired_at.map(when).unwrap_or_else(|| "-".into());
                     println!(
-                        "{:<45} {:<6} {:<10} {:<21} {:<21} {retired}",
+                        "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} {retired}",
                         k.kid,
                         k.alg,
                         state,
+                        if tessera_jose::seal::is_sealed(&k.private_der) { "sealed" } else { "plain" },
                         when(k.created_at),
                         when(k.activates_at)
                     );

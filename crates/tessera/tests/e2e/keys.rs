@@ -180,3 +180,21 @@ async fn every_asymmetric_algorithm_signs_and_verifies() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_before_a_master_key_are_flagged_until_rotated() {
+    let s = TestServer::start().await;
+    let mut s = s
+        .restart_with(|c| {
+            c.master_key = Some("a master key that is long enough for sealing!".into())
+        })
+        .await;
+    let banner = s.running.as_ref().unwrap().banner.clone();
+    assert!(banner.contains("not sealed yet"), "{banner}");
+    rotate(&s).await;
+    s.clock.advance(301 + 900 + 30);
+    s.state().reload_keys().await.unwrap();
+    s = s.restart().await;
+    let banner = s.running.as_ref().unwrap().banner.clone();
+    assert!(!banner.contains("not sealed"), "{banner}");
+}

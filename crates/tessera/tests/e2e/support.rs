@@ -163,6 +163,12 @@ impl TestServer {
         }
     }
 
+    /// Restarts with a changed configuration (same data folder, database and clock).
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
+        tweak(&mut self.cfg);
+        self.restart().await
+    }
+
     /// Stops this server and starts a new one on the same data folder and clock.
     pub async fn restart(mut self) -> Self {
         self.running.take().unwrap().stop().await.unwrap();
