@@ -24,9 +24,13 @@ type Contract = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + S
 async fn on_sqlite(test: Contract) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("tessera.db");
-    let store = SqliteStore::open(path.to_str().expect("utf-8 temp path"), 4)
-        .await
-        .expect("open SQLite");
+    let store = SqliteStore::open(
+        path.to_str().expect("utf-8 temp path"),
+        4,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .expect("open SQLite");
     test(&store).await;
     store.close().await;
 }

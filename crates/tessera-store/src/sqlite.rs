@@ -57,7 +57,9 @@ fn migrator() -> Migrator {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path` or a plain
     /// path) and brings its schema up to date.
-    pub async fn open(url: &str, readers: u32) -> StoreResult<Self> {
+    /// `acquire_timeout`: how long a request waits for a connection before the store
+    /// reports itself unavailable.
+    pub async fn open(url: &str, readers: u32, acquire_timeout: Duration) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -67,7 +69,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
@@ -77,7 +79,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(opts.read_only(true))
             .await
             .map_err(map_err)?;

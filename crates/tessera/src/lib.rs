@@ -136,7 +136,8 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
     if v.database_url.starts_with("sqlite:") {
         prepare_data_dir(cfg)?;
         create_private_db_file(&v.database_url)?;
-        let store = SqliteStore::open(&v.database_url, cfg.database_pool_size)
+        let acquire = std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1));
+        let store = SqliteStore::open(&v.database_url, cfg.database_pool_size, acquire)
             .await
             .map_err(failed)?;
         return Ok(Arc::new(store));

@@ -54,13 +54,22 @@ pub struct PatchBody {
         (status = 400, description = "A field is invalid", body = super::openapi::ErrorBody),
         (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
         (status = 409, description = "The email or username is taken", body = super::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: email/username changes share the registration limit", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn patch_me(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
+    client: ClientInfo,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    // A taken email or username answers 409, as registration does; changing them
+    // therefore spends the registration budget, so it is no cheaper way to probe.
+    if body.email.is_some() || body.username.is_some() {
+        state
+            .throttle_ip("register", state.settings.throttle.register_ip, &client)
+            .await?;
+    }
     let patch = UserPatch {
         email: body
             .email

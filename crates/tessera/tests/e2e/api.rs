@@ -795,3 +795,25 @@ async fn password_change_wins_against_racing_logins() {
         "only the session that changed the password survives: {live:?}"
     );
 }
+
+/// Probing for taken emails through PATCH /v1/me costs the registration budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_changes_share_the_registration_limit() {
+    let s = TestServer::start_with(|c| c.register_limit_ip = "3/10m".parse().unwrap()).await;
+    s.register("quin").await;
+    let t = s.user("rhea").await;
+    let patch = |body: Value| {
+        s.http
+            .patch(s.url("/v1/me"))
+            .bearer_auth(&t.access)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"email": "quin@example.com"})).await.unwrap();
+    expect_error(r, StatusCode::CONFLICT, "conflict").await;
+    let r = patch(json!({"email": "nobody@example.com"})).await.unwrap();
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // A full-name change is not a probe and is not counted.
+    let r = patch(json!({"fullname": "Rhea R."})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
