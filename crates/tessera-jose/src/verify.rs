@@ -1,7 +1,7 @@
 //! The one verification preset for access tokens (SPEC §4.1).
 
 use crate::header;
-use crate::keys::KeySet;
+use crate::keys::{Algorithm, KeySet};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -74,75 +74,87 @@ impl KeySet {
         opts: &VerifyOptions,
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
-        use TokenError::Invalid;
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(Invalid("the access token is too large"));
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(_), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Invalid("the access token is not a signed JWT"));
-        };
-        let header = header::parse(h).map_err(Invalid)?;
-        let key = self
-            .get(&header.kid)
-            .ok_or(Invalid("the access token was signed by an unknown key"))?;
-        if header.alg != key.alg.as_str() {
-            return Err(Invalid(
-                "the access token's algorithm does not match its key",
-            ));
-        }
-        let mut v = jsonwebtoken::Validation::new(key.alg.jsonwebtoken());
-        // Time claims are checked below against the injected clock.
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.leeway = 0;
-        v.required_spec_claims = ["exp", "iss", "aud", "sub"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<HashSet<_>>();
-        v.set_issuer(&[&opts.issuer]);
-        v.set_audience(&[&opts.audience]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            Invalid(match e.kind() {
-                K::InvalidSignature => "the access token's signature is invalid",
-                K::InvalidIssuer => "the access token was issued by someone else",
-                K::InvalidAudience => "the access token is meant for another audience",
-                K::MissingRequiredClaim(_) => "the access token lacks a required claim",
-                _ => "the access token is malformed",
-            })
-        })?;
-        let c = data.claims;
-        // Reject payloads with repeated claim names (parsers disagree on which wins).
-        let payload = token.split('.').nth(1).unwrap_or_default();
-        header::unique_object(payload, MAX_TOKEN_BYTES).map_err(Invalid)?;
-        if c.sub.is_empty() || c.sid.is_empty() {
-            return Err(Invalid("the access token lacks a subject or session"));
-        }
-        // Times before 1970 or after year 9999 are not times; a token cannot expire
-        // before it was issued. (An `exp` near i64::MAX would otherwise never expire.)
-        let in_range = |t: i64| (0..=MAX_TIME).contains(&t);
-        if !in_range(c.exp) || !in_range(c.iat) || c.nbf.is_some_and(|t| !in_range(t)) {
-            return Err(Invalid("the access token's time claims are out of range"));
-        }
-        if c.exp <= c.iat {
-            return Err(Invalid("the access token expires before it was issued"));
-        }
-        if c.iat > now + opts.leeway {
-            return Err(Invalid("the access token was issued in the future"));
-        }
-        if let Some(nbf) = c.nbf
-            && nbf > now + opts.leeway
-        {
-            return Err(Invalid("the access token is not valid yet"));
-        }
-        if now >= c.exp.saturating_add(opts.leeway) {
-            return Err(TokenError::Expired);
-        }
-        Ok(c)
+        verify_with(token, opts, now, |kid| {
+            self.get(kid).map(|k| (k.alg, &k.decoding))
+        })
     }
+}
+
+/// The one verification preset, over any way of finding the key a `kid` names
+/// (the server's own keys, or a resource server's copy of the JWKS).
+pub(crate) fn verify_with<'k>(
+    token: &str,
+    opts: &VerifyOptions,
+    now: i64,
+    lookup: impl FnOnce(&str) -> Option<(Algorithm, &'k jsonwebtoken::DecodingKey)>,
+) -> Result<AccessClaims, TokenError> {
+    use TokenError::Invalid;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Invalid("the access token is too large"));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Invalid("the access token is not a signed JWT"));
+    };
+    let header = header::parse(h).map_err(Invalid)?;
+    let (alg, decoding) =
+        lookup(&header.kid).ok_or(Invalid("the access token was signed by an unknown key"))?;
+    if header.alg != alg.as_str() {
+        return Err(Invalid(
+            "the access token's algorithm does not match its key",
+        ));
+    }
+    let mut v = jsonwebtoken::Validation::new(alg.jsonwebtoken());
+    // Time claims are checked below against the injected clock.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    v.required_spec_claims = ["exp", "iss", "aud", "sub"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<HashSet<_>>();
+    v.set_issuer(&[&opts.issuer]);
+    v.set_audience(&[&opts.audience]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, decoding, &v).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        Invalid(match e.kind() {
+            K::InvalidSignature => "the access token's signature is invalid",
+            K::InvalidIssuer => "the access token was issued by someone else",
+            K::InvalidAudience => "the access token is meant for another audience",
+            K::MissingRequiredClaim(_) => "the access token lacks a required claim",
+            _ => "the access token is malformed",
+        })
+    })?;
+    let c = data.claims;
+    // Reject payloads with repeated claim names (parsers disagree on which wins).
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    header::unique_object(payload, MAX_TOKEN_BYTES).map_err(Invalid)?;
+    if c.sub.is_empty() || c.sid.is_empty() {
+        return Err(Invalid("the access token lacks a subject or session"));
+    }
+    // Times before 1970 or after year 9999 are not times; a token cannot expire
+    // before it was issued. (An `exp` near i64::MAX would otherwise never expire.)
+    let in_range = |t: i64| (0..=MAX_TIME).contains(&t);
+    if !in_range(c.exp) || !in_range(c.iat) || c.nbf.is_some_and(|t| !in_range(t)) {
+        return Err(Invalid("the access token's time claims are out of range"));
+    }
+    if c.exp <= c.iat {
+        return Err(Invalid("the access token expires before it was issued"));
+    }
+    if c.iat > now + opts.leeway {
+        return Err(Invalid("the access token was issued in the future"));
+    }
+    if let Some(nbf) = c.nbf
+        && nbf > now + opts.leeway
+    {
+        return Err(Invalid("the access token is not valid yet"));
+    }
+    if now >= c.exp.saturating_add(opts.leeway) {
+        return Err(TokenError::Expired);
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

@@ -13,3 +13,4 @@ mod ops;
 mod protect;
 mod rotation;
 mod support;
+mod verifier;

@@ -1,0 +1,133 @@
+//! The resource-server crate against a real Tessera: another service verifies
+//! access tokens locally and stops accepting a revoked session within seconds.
+
+use crate::support::*;
+use axum::Extension;
+use axum::routing::get;
+use reqwest::StatusCode;
+use std::time::{Duration, Instant};
+use tessera_verify::{Claims, Verifier, VerifierConfig};
+
+/// A tiny service protected by the layer; returns its address.
+async fn resource_server(verifier: &Verifier) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/hello",
+            get(
+                |Extension(Claims(c)): Extension<Claims>| async move { format!("hello {}", c.sub) },
+            ),
+        )
+        .layer(verifier.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn config(s: &TestServer) -> VerifierConfig {
+    let mut cfg = VerifierConfig::new(&s.cfg.issuer(), "tessera");
+    cfg.jwks_url = s.url("/.well-known/jwks.json");
+    cfg.revocations_url = s.url("/v1/revocations");
+    cfg.revocation_poll = Duration::from_millis(100);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_service_verifies_tokens_and_sees_revocations_within_seconds() {
+    let s = TestServer::start().await;
+    let t = s.user("remote").await;
+    let verifier = Verifier::connect(config(&s)).await.unwrap();
+    let _feed = verifier.spawn_background();
+    let api = resource_server(&verifier).await;
+    let get = |token: Option<&str>| {
+        let mut req = s.http.get(format!("{api}/hello"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = get(Some(&t.access)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let uid = t.raw["user"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.text().await.unwrap(), format!("hello {uid}"));
+    // Missing and bad tokens: 401 with an RFC 6750 challenge; a refresh token is not one.
+    for token in [None, Some("garbage"), Some(t.refresh.as_str())] {
+        let r = get(token).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    // Logging out on Tessera stops the token here within seconds.
+    let r = s
+        .http
+        .post(s.url("/v1/auth/logout"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get(Some(&t.access)).await.unwrap();
+        if r.status() == StatusCode::UNAUTHORIZED {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("session"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revocation did not reach the resource server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_fetched_on_first_sight() {
+    let s = TestServer::start().await;
+    let mut cfg = config(&s);
+    cfg.jwks_min_interval = Duration::ZERO;
+    let verifier = Verifier::connect(cfg).await.unwrap();
+    let api = resource_server(&verifier).await;
+    let st = s.state();
+    tessera_server::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now() - 400, 0)
+        .await
+        .unwrap();
+    st.reload_keys().await.unwrap();
+    let t = s.user("rotated").await;
+    // The verifier's JWKS is older than the key; the unknown kid triggers a fetch.
+    let r = s
+        .http
+        .get(format!("{api}/hello"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_issuer_is_a_start_up_error_and_a_stale_feed_fails_closed() {
+    let mut cfg = VerifierConfig::new("http://127.0.0.1:9", "tessera");
+    cfg.jwks_url = "http://127.0.0.1:9/.well-known/jwks.json".into();
+    assert!(Verifier::connect(cfg).await.is_err());
+
+    let s = TestServer::start().await;
+    let t = s.user("stale").await;
+    let mut cfg = config(&s);
+    cfg.stale_after = Duration::from_millis(300);
+    let verifier = Verifier::connect(cfg).await.unwrap();
+    assert!(verifier.verify(&t.access).await.is_ok());
+    // No background task is reading the feed: after stale_after, nothing passes.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        verifier.verify(&t.access).await,
+        Err(tessera_verify::Rejection::Unavailable)
+    );
+    verifier.sync_revocations().await.unwrap();
+    assert!(verifier.verify(&t.access).await.is_ok());
+}
