@@ -241,7 +241,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     ));
     let reload_every = std::time::Duration::from_secs(cfg.key_reload_interval.secs());
     let reloading = state.clone();
-    let background = vec![tokio::spawn(async move {
+    let mut background = vec![tokio::spawn(async move {
         loop {
             tokio::time::sleep(reload_every).await;
             if let Err(e) = reloading.reload_keys().await {
@@ -249,7 +249,6 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             }
         }
     })];
-    let mut background = background;
     background.push(tessera_server::housekeeping::spawn(
         store.clone(),
         state.clock.clone(),
