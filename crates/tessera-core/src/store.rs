@@ -34,6 +34,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     async fn update_user(&self, id: Uuid, patch: UserPatch) -> StoreResult<User>;
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()>;
+    /// Compare-and-set of the hash (an upgrade at login): replaces `old` with `new`
+    /// only if `old` is still stored, so it can never undo a password change that
+    /// landed in between. Returns whether it replaced.
+    async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool>;
     async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()>;
     /// Users ordered by creation, for the operator.
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>>;

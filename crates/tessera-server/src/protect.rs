@@ -273,7 +273,7 @@ pub struct Throttle {
 /// than in the database so a refresh stays one small write (the rotation) — a
 /// refresh token cannot be guessed, so the limit only caps load, and a per-instance
 /// count does that. The map is bounded: expired windows are dropped when it fills,
-/// and if every entry is live it starts over (failing open, never growing).
+/// and if every entry is live the half with the fewest hits goes (never growing).
 #[derive(Default)]
 struct LocalWindows(std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>);
 
@@ -286,7 +286,12 @@ impl LocalWindows {
         if map.len() >= LOCAL_WINDOWS_MAX && !map.contains_key(key) {
             map.retain(|_, (start, _)| *start + window > now);
             if map.len() >= LOCAL_WINDOWS_MAX {
-                map.clear();
+                // Every window is live: drop the quieter half, so one client
+                // spraying addresses cannot reset everyone's busiest counters.
+                let mut hits: Vec<u32> = map.values().map(|(_, h)| *h).collect();
+                let (_, median, _) = hits.select_nth_unstable(LOCAL_WINDOWS_MAX / 2);
+                let median = *median;
+                map.retain(|_, (_, h)| *h > median);
             }
         }
         let entry = map.entry(key.to_string()).or_insert((now, 0));
@@ -636,10 +641,18 @@ mod tests {
         assert_eq!(w.hit("a", 100, 60), (1, 160));
         assert_eq!(w.hit("a", 159, 60), (2, 160));
         assert_eq!(w.hit("a", 160, 60), (1, 220), "a new window");
+        for _ in 0..100 {
+            w.hit("busy", 1000, 60);
+        }
         for i in 0..(LOCAL_WINDOWS_MAX + 10) {
             w.hit(&format!("k{i}"), 1000, 60);
         }
         assert!(w.0.lock().unwrap().len() <= LOCAL_WINDOWS_MAX);
+        assert_eq!(
+            w.hit("busy", 1001, 60).0,
+            101,
+            "a spray of addresses cannot reset a busy counter"
+        );
     }
 
     #[test]

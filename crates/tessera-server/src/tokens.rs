@@ -130,11 +130,29 @@ impl AppState {
     /// The 200 token response with the tokens where `delivery` says.
     pub fn token_response(&self, issued: Issued, delivery: Delivery) -> Response {
         let in_body = delivery != Delivery::Cookie;
+        self.shaped_token_response(issued, in_body, in_body, delivery != Delivery::Body)
+    }
+
+    /// The answer to a refresh made with the refresh cookie: the new refresh token
+    /// goes back only as a cookie — a script on the page must never read it from a
+    /// body — while the access token is in the body too unless `delivery` is
+    /// `cookie` (as the seed tutorials' front ends expect).
+    pub fn cookie_refresh_response(&self, issued: Issued, delivery: Delivery) -> Response {
+        self.shaped_token_response(issued, delivery != Delivery::Cookie, false, true)
+    }
+
+    fn shaped_token_response(
+        &self,
+        issued: Issued,
+        access_in_body: bool,
+        refresh_in_body: bool,
+        cookies: bool,
+    ) -> Response {
         let body = TokenBody {
-            access_token: in_body.then_some(issued.access_token.as_str()),
+            access_token: access_in_body.then_some(issued.access_token.as_str()),
             token_type: "Bearer",
             expires_in: issued.expires_in,
-            refresh_token: in_body.then_some(issued.refresh_token.as_str()),
+            refresh_token: refresh_in_body.then_some(issued.refresh_token.as_str()),
             refresh_token_expires_in: issued.refresh_expires_in,
             session_id: issued.session_id.to_string(),
             user: issued.user,
@@ -142,7 +160,7 @@ impl AppState {
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if delivery != Delivery::Body {
+        if cookies {
             self.cookies
                 .set_access(&mut headers, &issued.access_token, issued.expires_in);
             self.cookies.set_refresh(

@@ -132,6 +132,7 @@ contract!(
     throttle_counts_hits_in_fixed_windows,
     prune_drops_only_what_has_ended,
     active_sessions_are_counted,
+    password_hash_upgrade_is_compare_and_set,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -907,5 +908,28 @@ async fn active_sessions_are_counted(s: &dyn Store) {
         s.count_active_sessions(T0 + 3_600).await.unwrap(),
         0,
         "idle-expired sessions do not count"
+    );
+}
+
+async fn password_hash_upgrade_is_compare_and_set(s: &dyn Store) {
+    let u = user(s, "upgrader").await;
+    let stored = s.get_user(u.id).await.unwrap().unwrap().password_hash;
+    assert!(
+        s.upgrade_password_hash(u.id, &stored, "$argon2id$new")
+            .await
+            .unwrap()
+    );
+    // A change that landed in between wins: the stale upgrade does nothing.
+    s.set_password_hash(u.id, "$argon2id$changed")
+        .await
+        .unwrap();
+    assert!(
+        !s.upgrade_password_hash(u.id, "$argon2id$new", "$argon2id$stale")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_user(u.id).await.unwrap().unwrap().password_hash,
+        "$argon2id$changed"
     );
 }

@@ -250,6 +250,18 @@ impl Store for PostgresStore {
             .ok_or(StoreError::NotFound)
     }
 
+    async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool> {
+        let r =
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(new)
+                .bind(id)
+                .bind(old)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
         let r = sqlx::query(
             "UPDATE users SET password_hash = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \

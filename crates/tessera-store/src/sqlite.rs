@@ -222,6 +222,18 @@ impl Store for SqliteStore {
             .ok_or(StoreError::NotFound)
     }
 
+    async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool> {
+        let r =
+            sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+                .bind(new)
+                .bind(id.to_string())
+                .bind(old)
+                .execute(&self.writer)
+                .await
+                .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
         let r = sqlx::query(
             "UPDATE users SET password_hash = ?, updated_at = unixepoch() WHERE id = ?",

@@ -98,6 +98,10 @@ struct Inner {
     cursor: Mutex<String>,
     feed_read_at: Mutex<Instant>,
     jwks_read_at: Mutex<Instant>,
+    /// When an unknown `kid` last caused a JWKS read (successful or not).
+    jwks_attempt_at: Mutex<Instant>,
+    /// One JWKS read for unknown `kid`s at a time.
+    refetching: tokio::sync::Mutex<()>,
 }
 
 /// A shared, cheaply clonable verifier.
@@ -152,6 +156,8 @@ impl Verifier {
             cursor: Mutex::new("0".into()),
             feed_read_at: Mutex::new(Instant::now()),
             jwks_read_at: Mutex::new(Instant::now()),
+            jwks_attempt_at: Mutex::new(Instant::now()),
+            refetching: tokio::sync::Mutex::new(()),
         }));
         v.refresh_keys().await?;
         v.sync_revocations().await?;
@@ -173,11 +179,22 @@ impl Verifier {
         if !res.status().is_success() {
             return Err(err(format!("status {}", res.status())));
         }
-        let body = res.bytes().await.map_err(|e| err(e.to_string()))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
+        // Read at most MAX_DOCUMENT_BYTES, whatever the peer announces or sends.
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
             return Err(err("document too large".into()));
         }
-        Ok(body.to_vec())
+        let mut res = res;
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| err(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(err("document too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Reads the JWKS again and replaces the key set.
@@ -216,7 +233,8 @@ impl Verifier {
             {
                 let mut revoked = self.0.revoked.write().unwrap_or_else(|p| p.into_inner());
                 let now = now();
-                revoked.retain(|_, until| *until > now);
+                let leeway = self.0.cfg.leeway;
+                revoked.retain(|_, until| until.saturating_add(leeway) > now);
                 for e in page.revoked {
                     revoked.insert(e.sid, e.until);
                 }
@@ -279,14 +297,7 @@ impl Verifier {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let keys = match token_kid(token) {
-            Some(kid) if !keys.contains(&kid) && self.may_refetch_keys() => {
-                let _ = self.refresh_keys().await;
-                self.0
-                    .keys
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-            }
+            Some(kid) if !keys.contains(&kid) => self.keys_after_refetch(&kid).await,
             _ => keys,
         };
         let claims = keys
@@ -296,19 +307,46 @@ impl Verifier {
                 TokenError::Invalid(why) => Rejection::Invalid(why),
             })?;
         let revoked = self.0.revoked.read().unwrap_or_else(|p| p.into_inner());
-        if revoked.get(&claims.sid).is_some_and(|until| *until > now()) {
+        // Kept (and checked) while this service's own leeway could still accept a token.
+        if revoked
+            .get(&claims.sid)
+            .is_some_and(|until| until.saturating_add(self.0.cfg.leeway) > now())
+        {
             return Err(Rejection::Revoked);
         }
         Ok(claims)
     }
 
-    fn may_refetch_keys(&self) -> bool {
-        self.0
-            .jwks_read_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
-            >= self.0.cfg.jwks_min_interval
+    /// Reads the JWKS again for a `kid` we do not know: one read at a time, at most
+    /// one per `jwks_min_interval` whether it succeeds or not, so tokens naming
+    /// random kids cannot make this service hammer the issuer.
+    async fn keys_after_refetch(&self, kid: &str) -> Arc<PublicKeys> {
+        let current = || {
+            self.0
+                .keys
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let _one_at_a_time = self.0.refetching.lock().await;
+        if current().contains(kid) {
+            return current();
+        }
+        {
+            let mut attempted = self
+                .0
+                .jwks_attempt_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if attempted.elapsed() < self.0.cfg.jwks_min_interval {
+                return current();
+            }
+            *attempted = Instant::now();
+        }
+        if let Err(e) = self.refresh_keys().await {
+            tracing::warn!(error = %e, "tessera JWKS unreachable");
+        }
+        current()
     }
 
     /// A tower layer that lets through only requests with a valid access token

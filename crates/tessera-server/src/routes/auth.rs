@@ -180,11 +180,10 @@ impl AppState {
         // Parameters changed since this hash was made: upgrade it while we hold the password.
         if self.hasher.needs_rehash(&record.password_hash)
             && let Ok(new_hash) = self.hasher.hash(password.clone()).await
-            && self
+            && let Ok(true) = self
                 .store
-                .set_password_hash(record.user.id, &new_hash)
+                .upgrade_password_hash(record.user.id, &record.password_hash, &new_hash)
                 .await
-                .is_ok()
         {
             verified_hash = new_hash;
         }
@@ -429,14 +428,12 @@ pub async fn refresh(
     let issued = state
         .refresh(&token, &client, &state.settings.client_id)
         .await?;
-    // A token that came from the HttpOnly cookie goes back only as a cookie: a
-    // script on the page must never read it from a response body.
-    let delivery = if from_body {
-        body.delivery.unwrap_or_default()
+    let delivery = body.delivery.unwrap_or_default();
+    Ok(if from_body {
+        state.token_response(issued, delivery)
     } else {
-        Delivery::Cookie
-    };
-    Ok(state.token_response(issued, delivery))
+        state.cookie_refresh_response(issued, delivery)
+    })
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]

@@ -159,28 +159,35 @@ pub async fn change_password(
     }
     state.login_succeeded(&auth.user.username, &client).await;
     let hash = state.hasher.hash(body.new_password).await?;
-    state.store.set_password_hash(auth.user.id, &hash).await?;
-    let now = state.now();
-    let revoked = state
-        .store
-        .revoke_user_sessions(
-            auth.user.id,
-            Some(auth.session.id),
-            now,
-            RevokeReason::PasswordChanged,
-            state.feed_until(now),
-        )
-        .await?;
-    let detail = Some(format!("revoked {} other sessions", revoked.len()));
-    state
-        .audit(
+    // The new hash and the revocation of every other session belong together: run
+    // them in their own task so a request timeout or a dropped connection cannot
+    // stop between the two.
+    let (st, user, session) = (state.clone(), auth.user.id, auth.session.id);
+    let writes = tokio::spawn(async move {
+        st.store.set_password_hash(user, &hash).await?;
+        let now = st.now();
+        let revoked = st
+            .store
+            .revoke_user_sessions(
+                user,
+                Some(session),
+                now,
+                RevokeReason::PasswordChanged,
+                st.feed_until(now),
+            )
+            .await?;
+        let detail = Some(format!("revoked {} other sessions", revoked.len()));
+        st.audit(
             "password_changed",
-            Some(auth.user.id),
-            Some(auth.session.id),
+            Some(user),
+            Some(session),
             &client,
             detail,
         )
         .await;
+        Ok::<(), ApiError>(())
+    });
+    writes.await.map_err(|_| ApiError::overloaded())??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -581,11 +581,13 @@ async fn delivery_modes_and_cookie_attributes() {
     let (rt2, _) = cookie_pair(&r, "tessera_rt").unwrap();
     assert_ne!(rt2, rt);
     let body: Value = r.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
     assert!(
-        body.get("refresh_token").is_none() && body.get("access_token").is_none(),
-        "{body}"
+        body["access_token"].is_string(),
+        "as the seed front ends expect: {body}"
     );
-    // Even when asked, a cookie-sourced refresh never puts tokens where a script reads them.
+    // Even when asked, a cookie-sourced refresh never puts the refresh token where a
+    // script reads it.
     let r = s
         .http
         .post(s.url("/v1/auth/refresh"))
@@ -599,6 +601,22 @@ async fn delivery_modes_and_cookie_attributes() {
     let body: Value = r.json().await.unwrap();
     assert!(!body.to_string().contains(&rt3), "{body}");
     let rt2 = rt3;
+    // delivery=cookie keeps the access token out of the body as well.
+    let r = s
+        .http
+        .post(s.url("/v1/auth/refresh"))
+        .header("cookie", format!("tessera_rt={rt2}"))
+        .json(&json!({"delivery": "cookie"}))
+        .send()
+        .await
+        .unwrap();
+    let (rt4, _) = cookie_pair(&r, "tessera_rt").unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.get("access_token").is_none() && body.get("refresh_token").is_none(),
+        "{body}"
+    );
+    let rt2 = rt4;
     // Access tokens are never read from the query string.
     let r = s
         .http

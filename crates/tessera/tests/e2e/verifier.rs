@@ -131,3 +131,56 @@ async fn an_unreachable_issuer_is_a_start_up_error_and_a_stale_feed_fails_closed
     verifier.sync_revocations().await.unwrap();
     assert!(verifier.verify(&t.access).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_naming_random_kids_cannot_make_it_hammer_the_issuer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = TestServer::start().await;
+    // A JWKS endpoint that counts its readers.
+    let jwks = s.state().key_set().jwks_json().to_string();
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = reads.clone();
+    let app = axum::Router::new().route(
+        "/jwks",
+        get(move || {
+            // The first read works; then the issuer is failing.
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            let body = jwks.clone();
+            async move {
+                if first {
+                    Ok(body)
+                } else {
+                    Err(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut cfg = config(&s);
+    cfg.jwks_url = format!("http://{addr}/jwks");
+    cfg.jwks_min_interval = Duration::from_millis(200);
+    let verifier = Verifier::connect(cfg).await.unwrap();
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let mut checks = Vec::new();
+    for i in 0..50 {
+        let v = verifier.clone();
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(&format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"x{i}"}}"#)),
+            b64("{}")
+        );
+        checks.push(tokio::spawn(async move { v.verify(&token).await }));
+    }
+    for c in checks {
+        assert!(c.await.unwrap().is_err());
+    }
+    // One read for the whole burst, although it failed (a failure must not reopen
+    // the gate for every later request).
+    assert_eq!(reads.load(Ordering::SeqCst), 2);
+}
