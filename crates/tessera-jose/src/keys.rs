@@ -343,11 +343,6 @@ impl KeySet {
         })
     }
 
-    /// Every key, published or not (the HS256 key is never published).
-    pub fn keys(&self) -> impl Iterator<Item = &LoadedKey> {
-        self.keys.values()
-    }
-
     pub fn signing_key(&self) -> &LoadedKey {
         &self.keys[&self.signing_kid]
     }

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
@@ -51,6 +53,28 @@ impl ApiError {
     }
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", d)
+    }
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        )
+    }
+    /// A superseded refresh token was presented; its session has been revoked.
+    pub fn refresh_token_reused() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            REFRESH_TOKEN_REUSED,
+            "this refresh token was already used; the session has been revoked",
+        )
     }
     pub fn overloaded() -> Self {
         Self {

@@ -56,11 +56,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 pub fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("the body is not valid JSON"),
         JsonRejection::JsonDataError(e) => {
             let text = e.body_text();
@@ -68,11 +64,7 @@ pub fn json_rejection(r: JsonRejection) -> ApiError {
                 .trim_start_matches("Failed to deserialize the JSON body into the target type: ");
             ApiError::bad_request(redact_values(text))
         }
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
         _ => ApiError::bad_request("the request body could not be read"),
     }
 }
@@ -97,11 +89,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
             .await
             .map_err(|r| {
                 if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is too large",
-                    )
+                    ApiError::payload_too_large()
                 } else {
                     ApiError::bad_request("the request body could not be read")
                 }
@@ -110,11 +98,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
             return Ok(OptionalJson(None));
         }
         if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as application/json",
-            ));
+            return Err(ApiError::unsupported_media_type());
         }
         match serde_json::from_slice::<T>(&bytes) {
             Ok(v) => Ok(OptionalJson(Some(v))),

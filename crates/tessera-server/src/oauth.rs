@@ -123,11 +123,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
             .await
             .map_err(|r| {
                 if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    OAuthError::from(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is too large",
-                    ))
+                    OAuthError::from(ApiError::payload_too_large())
                 } else {
                     OAuthError::invalid_request("the request body could not be read")
                 }

@@ -517,12 +517,7 @@ pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if waits && announced.is_some_and(|n| n > body_limit as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
-        .into_response();
+        return ApiError::payload_too_large().into_response();
     }
     next.run(req).await
 }

@@ -243,7 +243,7 @@ impl AppState {
     ) -> ApiResult<Issued> {
         let outcome = self.refresh_once(presented, client, client_id).await;
         // Reuse is counted by its audit event.
-        if !matches!(&outcome, Err(e) if e.code == "refresh_token_reused") {
+        if !matches!(&outcome, Err(e) if e.code == crate::error::REFRESH_TOKEN_REUSED) {
             self.metrics.on_refresh(outcome.is_ok());
         }
         outcome
@@ -304,21 +304,7 @@ impl AppState {
                     return self.issue(&session, &user, current, now);
                 }
                 RefreshDecision::ReuseDetected => {
-                    self.revoke(session.id, RevokeReason::RefreshReuse).await?;
-                    self.audit(
-                        "refresh_reuse",
-                        Some(user.id),
-                        Some(session.id),
-                        client,
-                        None,
-                    )
-                    .await;
-                    tracing::warn!(session = %session.id, "refresh token reuse detected; session revoked");
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "refresh_token_reused",
-                        "this refresh token was already used; the session has been revoked",
-                    ));
+                    return Err(self.reuse_detected(&session, &user, client).await);
                 }
                 RefreshDecision::Rejected(reason) => {
                     return Err(ApiError::invalid_grant(match reason {
@@ -331,6 +317,29 @@ impl AppState {
             }
         }
         Err(ApiError::overloaded())
+    }
+
+    /// Rule 3 of SPEC §4.3: a superseded token was presented. Revokes the session,
+    /// records the event, and returns the error to answer with.
+    async fn reuse_detected(
+        &self,
+        session: &Session,
+        user: &User,
+        client: &ClientInfo,
+    ) -> ApiError {
+        if let Err(e) = self.revoke(session.id, RevokeReason::RefreshReuse).await {
+            return e;
+        }
+        self.audit(
+            "refresh_reuse",
+            Some(user.id),
+            Some(session.id),
+            client,
+            None,
+        )
+        .await;
+        tracing::warn!(session = %session.id, "refresh token reuse detected; session revoked");
+        ApiError::refresh_token_reused()
     }
 
     /// How long a revoked session stays in the revocation feed: until the last
@@ -510,21 +519,7 @@ pub async fn logout(
                     Some(session)
                 }
                 RefreshDecision::ReuseDetected => {
-                    state.revoke(session.id, RevokeReason::RefreshReuse).await?;
-                    state
-                        .audit(
-                            "refresh_reuse",
-                            Some(user.id),
-                            Some(session.id),
-                            &client,
-                            None,
-                        )
-                        .await;
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "refresh_token_reused",
-                        "this refresh token was already used; the session has been revoked",
-                    ));
+                    return Err(state.reuse_detected(&session, &user, &client).await);
                 }
                 // Already over: logging out again is harmless and succeeds.
                 RefreshDecision::Rejected(_) if body.scope == LogoutScope::Local => None,
