@@ -2,6 +2,7 @@
 //! embedded default) and PostgreSQL, with migrations per backend.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! PostgreSQL: one pool for reads and writes; the database does the serialising.
 
-use crate::map_err;
+use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -112,17 +112,6 @@ fn user_from(row: &PgRow) -> StoreResult<User> {
         fullname: row.try_get("fullname").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
         disabled: row.try_get("disabled").map_err(map_err)?,
-    })
-}
-
-fn client_from(row: &PgRow) -> StoreResult<Client> {
-    Ok(Client {
-        id: row.try_get("id").map_err(map_err)?,
-        name: row.try_get("name").map_err(map_err)?,
-        secret_hash: row.try_get("secret_hash").map_err(map_err)?,
-        grant_types: crate::split_grants(row.try_get("grant_types").map_err(map_err)?),
-        first_party: row.try_get("first_party").map_err(map_err)?,
-        created_at: row.try_get("created_at").map_err(map_err)?,
     })
 }
 
@@ -508,18 +497,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredKey {
-                    kid: r.try_get("kid").map_err(map_err)?,
-                    alg: r.try_get("alg").map_err(map_err)?,
-                    private_der: r.try_get("private_der").map_err(map_err)?,
-                    created_at: r.try_get("created_at").map_err(map_err)?,
-                    activates_at: r.try_get("activates_at").map_err(map_err)?,
-                    retired_at: r.try_get("retired_at").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::key_from).collect()
     }
 
     async fn insert_key(&self, k: StoredKey) -> StoreResult<()> {
@@ -625,7 +603,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.as_ref().map(client_from).transpose()
+        row.as_ref().map(rows::client_from).transpose()
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
@@ -635,7 +613,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter().map(client_from).collect()
+        rows.iter().map(rows::client_from).collect()
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
@@ -666,13 +644,7 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
-        Ok(ThrottleState {
-            hits: row
-                .try_get::<i64, _>("hits")
-                .map_err(map_err)?
-                .clamp(0, u32::MAX as i64) as u32,
-            window_ends_at: row.try_get("ends").map_err(map_err)?,
-        })
+        rows::throttle_from(&row)
     }
 
     async fn throttle_peek(&self, key: &str, now: i64) -> StoreResult<Option<ThrottleState>> {
@@ -684,16 +656,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.map(|r| {
-            Ok(ThrottleState {
-                hits: r
-                    .try_get::<i64, _>("hits")
-                    .map_err(map_err)?
-                    .clamp(0, u32::MAX as i64) as u32,
-                window_ends_at: r.try_get("ends").map_err(map_err)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(rows::throttle_from).transpose()
     }
 
     async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
