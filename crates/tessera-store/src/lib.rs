@@ -13,6 +13,7 @@ pub use sqlite::SqliteStore;
 
 use sqlx::postgres::PgDatabaseError;
 use tessera_core::StoreError;
+use tessera_core::store::StoreResult;
 
 /// Maps a driver error to the domain's storage error; unique violations name the field.
 /// Joins grant types for storage; they never contain a space.
@@ -22,6 +23,15 @@ pub(crate) fn join_grants(grants: &[String]) -> String {
 
 pub(crate) fn split_grants(stored: &str) -> Vec<String> {
     stored.split_whitespace().map(str::to_string).collect()
+}
+
+/// An update of one row by id: none touched means there was no such row.
+pub(crate) fn found(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {

@@ -261,11 +261,7 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        crate::found(r.rows_affected())
     }
 
     async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()> {
@@ -278,11 +274,7 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        crate::found(r.rows_affected())
     }
 
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
