@@ -1,7 +1,9 @@
-//! The HTTP layer's one error type and its one mapping to a response (SPEC §5).
+//! The HTTP layer's one error type, the one mapping from use-case errors to it,
+//! and its one rendering as a response.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tessera_app::{AppError, ErrorKind};
 use tessera_core::StoreError;
 
 #[derive(Debug, Clone)]
@@ -88,35 +90,42 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(field) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{field} is already taken"),
-            ),
-            StoreError::NotFound => ApiError::not_found("no such resource"),
-            StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
-                ApiError {
-                    retry_after: Some(2),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        "the database is unavailable; retry shortly",
-                    )
-                }
-            }
-            StoreError::Other(detail) => {
-                tracing::error!(%detail, "database error");
-                ApiError::new(
+/// The one mapping from the use cases' errors to HTTP statuses and codes.
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let (status, code) = match e.kind {
+            ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ErrorKind::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ErrorKind::InvalidGrant => (StatusCode::UNAUTHORIZED, "invalid_grant"),
+            ErrorKind::RefreshTokenReused => (StatusCode::UNAUTHORIZED, REFRESH_TOKEN_REUSED),
+            ErrorKind::InvalidToken => return ApiError::invalid_token(e.description),
+            ErrorKind::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            ErrorKind::UnauthorizedClient => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ErrorKind::Internal => {
+                // The description may name an internal cause: log it, show nothing.
+                tracing::error!(error = %e.description, "internal error");
+                return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
                     "an internal error occurred",
-                )
+                );
             }
+        };
+        ApiError {
+            retry_after: e.retry_after,
+            ..ApiError::new(status, code, e.description)
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        AppError::from(e).into()
     }
 }
 

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tessera_app::{Authenticated, Caller};
 use tessera_core::{Session, User};
-use tessera_jose::{AccessClaims, TokenError};
-use uuid::Uuid;
+use tessera_jose::AccessClaims;
 
 /// A JSON body whose every rejection is a JSON 4xx that never echoes a value.
 pub struct ApiJson<T>(pub T);
@@ -108,11 +108,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     }
 }
 
-/// Who is calling, as far as the socket and headers say.
+/// Who is calling, as far as the socket and headers say: the use cases' [`Caller`].
 #[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+pub struct ClientInfo(pub Caller);
+
+impl std::ops::Deref for ClientInfo {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo
@@ -127,14 +131,18 @@ where
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let trusted = &state.settings.throttle.trusted_proxies;
+        let trusted = &state.http.trusted_proxies;
         let ip = crate::protect::client_ip(peer, &parts.headers, trusted).map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(ClientInfo { ip, user_agent })
+        Ok(ClientInfo(Caller {
+            ip,
+            user_agent,
+            operator: false,
+        }))
     }
 }
 
@@ -170,7 +178,7 @@ pub fn access_token<'a>(
 
 pub fn check_csrf(method: &Method, headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if safe || cookies::same_origin(headers, &state.settings.trusted_origins) {
+    if safe || cookies::same_origin(headers, &state.http.trusted_origins) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -182,28 +190,17 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap, state: &AppState) -> Res
 }
 
 impl AppState {
-    /// Verifies an access token and that its session is live, at once (SPEC §4.4).
-    pub async fn authenticate(
+    /// Verifies an access token and that its session is live (`App::authenticate`).
+    pub async fn authenticate_access(
         &self,
         token: &str,
         via_cookie: bool,
     ) -> Result<AccessAuth, ApiError> {
-        let now = self.now();
-        let claims = self
-            .key_set()
-            .verify(token, &self.verify_options, now)
-            .map_err(|e| match e {
-                TokenError::Expired => {
-                    ApiError::invalid_token("the access token expired; refresh it")
-                }
-                TokenError::Invalid(why) => ApiError::invalid_token(why),
-            })?;
-        let ended = || ApiError::invalid_token("the session of this access token has ended");
-        let sid = Uuid::parse_str(&claims.sid).map_err(|_| ended())?;
-        let (session, user) = self.store.get_session(sid).await?.ok_or_else(ended)?;
-        if !session.is_active(now) || user.disabled || session.user_id.to_string() != claims.sub {
-            return Err(ended());
-        }
+        let Authenticated {
+            claims,
+            session,
+            user,
+        } = self.app.authenticate(token).await?;
         Ok(AccessAuth {
             claims,
             session,
@@ -225,7 +222,7 @@ impl FromRequestParts<Arc<AppState>> for AccessAuth {
         if via_cookie {
             check_csrf(&parts.method, &parts.headers, state)?;
         }
-        state.authenticate(token, via_cookie).await
+        state.authenticate_access(token, via_cookie).await
     }
 }
 

@@ -1,13 +1,10 @@
 //! The HTTP edge of Tessera (axum): routes, extractors, cookies, CSRF, and the one
-//! mapping from errors to HTTP responses. Rules live in `tessera-core`; this crate
-//! applies them to requests.
+//! mapping from errors to HTTP responses. Handlers extract, call one use case of
+//! `tessera-app`, and shape the response; no rule lives here.
 
 mod cookies;
 mod error;
 mod extract;
-pub mod hashing;
-pub mod housekeeping;
-mod keys;
 pub mod metrics;
 mod oauth;
 pub mod protect;
@@ -16,146 +13,55 @@ mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tessera_core::{Clock, RefreshPolicy, RefreshTokenCodec, Store};
-use tessera_jose::{Algorithm, KeySet, VerifyOptions};
+use tessera_app::App;
 
 pub use cookies::CookieNames;
 pub use error::{ApiError, ApiResult};
-pub use hashing::HashSettings;
-pub use keys::{KeySource, load_key_set, rotate_keys};
-pub use oauth::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
-pub use protect::{IpNet, Limit, ThrottleSettings};
-pub use tokens::rfc3339;
+pub use protect::IpNet;
 
-/// Which profile claims go into access tokens (`TESSERA_ACCESS_TOKEN_CLAIMS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileClaims {
-    pub email: bool,
-    pub username: bool,
-    pub fullname: bool,
-}
-
-impl Default for ProfileClaims {
-    fn default() -> Self {
-        Self {
-            email: true,
-            username: true,
-            fullname: true,
-        }
-    }
-}
-
-/// Everything the HTTP layer needs to know, already validated.
+/// What only the HTTP edge needs to know, already validated.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub issuer: String,
-    pub audience: String,
-    /// Seconds.
-    pub access_ttl: i64,
-    pub refresh_idle: i64,
-    pub session_max: i64,
-    pub refresh_grace: i64,
-    pub leeway: i64,
-    pub profile_claims: ProfileClaims,
-    pub signing_alg: Algorithm,
+pub struct HttpSettings {
     pub cookie_secure: bool,
     /// Origins (besides our own) allowed to make cookie-authenticated writes.
     pub trusted_origins: Vec<String>,
     pub body_limit: usize,
     pub request_timeout: Duration,
-    /// The default first-party OAuth client (JSON API sessions belong to it).
-    pub client_id: String,
-    /// Whether `/oauth/token` accepts `grant_type=password` (first-party clients only).
-    pub password_grant: bool,
-    /// How long clients may cache the JWKS; a new key signs only after this.
-    pub jwks_max_age: i64,
-    /// Login, registration and refresh limits, and the trusted proxies.
-    pub throttle: ThrottleSettings,
+    /// Proxies whose `X-Forwarded-For` is believed; empty: the socket address is the client.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
-impl Settings {
-    pub fn refresh_policy(&self) -> RefreshPolicy {
-        RefreshPolicy {
-            idle_lifetime: self.refresh_idle,
-            grace: self.refresh_grace,
-        }
-    }
-    pub fn verify_options(&self) -> VerifyOptions {
-        VerifyOptions {
-            issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
-            leeway: self.leeway,
-        }
-    }
-}
-
+/// The application plus what the HTTP edge adds to it. Handlers reach the use
+/// cases through `Deref` (`state.refresh(...)` is `App::refresh`).
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub settings: Settings,
-    pub keys: RwLock<Arc<KeySet>>,
-    pub refresh_codec: RefreshTokenCodec,
-    pub hasher: hashing::PasswordHasher,
+    pub app: Arc<App>,
+    pub http: HttpSettings,
     pub cookies: CookieNames,
-    pub key_source: KeySource,
-    pub metrics: metrics::Metrics,
-    pub throttle: protect::Throttle,
-    verify_options: VerifyOptions,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-        keys: KeySet,
-        key_source: KeySource,
-        refresh_secret: &[u8],
-        hash: HashSettings,
-    ) -> Result<Arc<Self>, String> {
+    pub fn new(app: Arc<App>, http: HttpSettings) -> Arc<Self> {
         let cookies = CookieNames::new(
-            settings.issuer.starts_with("https://"),
-            settings.cookie_secure,
+            app.settings.issuer.starts_with("https://"),
+            http.cookie_secure,
         );
-        Ok(Arc::new(Self {
-            store,
-            clock,
-            verify_options: settings.verify_options(),
-            settings,
-            keys: RwLock::new(Arc::new(keys)),
-            refresh_codec: RefreshTokenCodec::new(refresh_secret),
-            hasher: hashing::PasswordHasher::new(hash)?,
-            cookies,
-            key_source,
-            metrics: metrics::Metrics::default(),
-            throttle: protect::Throttle::new(refresh_secret),
-        }))
-    }
-
-    pub fn key_set(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Re-reads the keys from the store: picks up keys rotated by other instances
-    /// or the CLI, switches to a key whose activation time has come, and drops keys
-    /// whose last token has expired.
-    pub async fn reload_keys(&self) -> Result<(), String> {
-        let set = load_key_set(self.store.as_ref(), &self.key_source, self.now()).await?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
-        Ok(())
-    }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now()
+        Arc::new(Self { app, http, cookies })
     }
 }
 
 /// The whole HTTP application.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.settings.body_limit;
-    let timeout = state.settings.request_timeout;
+    let limit = state.http.body_limit;
+    let timeout = state.http.request_timeout;
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

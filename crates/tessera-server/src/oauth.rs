@@ -1,6 +1,6 @@
-//! The OAuth 2 edge (RFC 6749, 7009, 7662): form bodies, client authentication, the
-//! default first-party client, and the one place where `ApiError`s take the shape
-//! RFC 6749 §5.2 dictates.
+//! The OAuth 2 edge (RFC 6749, 7009, 7662): form bodies, reading client
+//! credentials, and the one place where `ApiError`s take the shape RFC 6749 §5.2
+//! dictates. Checking the credentials is `App::authenticate_client`.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -10,11 +10,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::DeserializeOwned;
-use tessera_core::{Client, Store, StoreError};
-
-/// Grant types Tessera implements at `/oauth/token`.
-pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
-pub const GRANT_PASSWORD: &str = "password";
+use tessera_app::{AppError, ErrorKind};
+use tessera_core::{Client, StoreError};
 
 /// Longest client id or secret read before giving up (no hashing of huge input).
 const MAX_CREDENTIAL_LEN: usize = 256;
@@ -73,6 +70,12 @@ impl From<ApiError> for OAuthError {
                 basic_challenge: false,
             },
         }
+    }
+}
+
+impl From<AppError> for OAuthError {
+    fn from(e: AppError) -> Self {
+        ApiError::from(e).into()
     }
 }
 
@@ -213,64 +216,23 @@ fn credentials(
 }
 
 impl AppState {
-    /// Authenticates the calling OAuth client: a confidential client by its secret
-    /// (`client_secret_basic` or `client_secret_post`), a public client by its id
-    /// alone (`none`). An empty secret counts as none. Every failure is the same
-    /// 401 `invalid_client`.
-    pub async fn authenticate_client(
+    /// Authenticates the calling OAuth client from `client_secret_basic`,
+    /// `client_secret_post` or `none` credentials. Every failure is the same 401
+    /// `invalid_client`, with a Basic challenge when Basic was tried.
+    pub async fn authenticate_client_http(
         &self,
         headers: &HeaderMap,
         body_id: Option<&str>,
         body_secret: Option<&str>,
     ) -> Result<Client, OAuthError> {
         let creds = credentials(headers, body_id, body_secret)?;
-        let basic = creds.basic;
-        let failed = || OAuthError::invalid_client(basic, "client authentication failed");
-        let id = creds.id.ok_or_else(|| {
-            OAuthError::invalid_client(basic, "client authentication is required (client_id)")
-        })?;
-        let secret = creds.secret.filter(|s| !s.is_empty());
-        if id.len() > MAX_CREDENTIAL_LEN
-            || secret
-                .as_ref()
-                .is_some_and(|s| s.len() > MAX_CREDENTIAL_LEN)
-        {
-            return Err(failed());
-        }
-        let client = self.store.get_client(&id).await?;
-        match (client, secret) {
-            (Some(c), None) if c.secret_hash.is_none() => Ok(c),
-            (Some(c), Some(secret))
-                if c.secret_hash
-                    .as_deref()
-                    .is_some_and(|h| crate::hashing::client_secret_matches(&secret, h)) =>
-            {
-                Ok(c)
-            }
-            _ => Err(failed()),
-        }
-    }
-}
-
-/// Creates the default first-party public client (`settings.client_id`, grants
-/// `refresh_token password`) unless it exists, so a zero-configuration server
-/// answers `/oauth/token` at once. Safe when several instances start together.
-pub async fn ensure_default_client(store: &dyn Store, id: &str, now: i64) -> Result<(), String> {
-    let failed = |e: StoreError| format!("cannot create the default OAuth client `{id}`: {e}");
-    if store.get_client(id).await.map_err(failed)?.is_some() {
-        return Ok(());
-    }
-    let client = Client {
-        id: id.to_string(),
-        name: "Tessera first-party client".into(),
-        secret_hash: None,
-        grant_types: vec![GRANT_REFRESH_TOKEN.into(), GRANT_PASSWORD.into()],
-        first_party: true,
-        created_at: now,
-    };
-    match store.create_client(client).await {
-        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
-        Err(e) => Err(failed(e)),
+        self.app
+            .authenticate_client(creds.id.as_deref(), creds.secret.as_deref())
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::InvalidClient => OAuthError::invalid_client(creds.basic, e.description),
+                _ => ApiError::from(e).into(),
+            })
     }
 }
 

@@ -1,13 +1,11 @@
-//! Issuing a token pair for a session and shaping the token response (SPEC §5.1).
+//! Shaping the token response: the JSON body and the cookies.
 
 use crate::AppState;
-use crate::error::ApiError;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tessera_core::{RefreshToken, Session, User};
-use tessera_jose::{AccessClaims, Audience};
-use uuid::Uuid;
+use tessera_app::{Issued, rfc3339};
+use tessera_core::User;
 
 /// Where tokens go: the body, cookies, or both (the seed tutorials' default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -17,17 +15,6 @@ pub enum Delivery {
     Both,
     Body,
     Cookie,
-}
-
-/// A Unix time as RFC 3339 (UTC). Times outside 1970..=9999 (only ever seen in
-/// hostile tokens) are shown as the raw number.
-pub fn rfc3339(unix: i64) -> String {
-    const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
-    if !(0..=LAST_SECOND_OF_9999).contains(&unix) {
-        return format!("{unix} (out of range)");
-    }
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,66 +54,7 @@ pub(crate) struct TokenBody<'a> {
     user: UserView,
 }
 
-/// A freshly issued pair.
-pub struct Issued {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: i64,
-    pub refresh_expires_in: i64,
-    pub session_id: Uuid,
-    pub user: UserView,
-}
-
 impl AppState {
-    /// Signs an access token for `session` and encodes its refresh token number `counter`.
-    pub fn issue(
-        &self,
-        session: &Session,
-        user: &User,
-        counter: u64,
-        now: i64,
-    ) -> Result<Issued, ApiError> {
-        let s = &self.settings;
-        let p = s.profile_claims;
-        // Never outlive the session: the revocation feed covers an access lifetime.
-        let exp = (now + s.access_ttl).min(session.absolute_expires_at.max(now + 1));
-        let claims = AccessClaims {
-            iss: s.issuer.clone(),
-            sub: user.id.to_string(),
-            aud: Audience::One(s.audience.clone()),
-            exp,
-            iat: now,
-            nbf: None,
-            jti: Uuid::now_v7().to_string(),
-            sid: session.id.to_string(),
-            client_id: session.client_id.clone(),
-            email: p.email.then(|| user.email.clone()),
-            username: p.username.then(|| user.username.clone()),
-            fullname: p.fullname.then(|| user.fullname.clone()),
-        };
-        let access_token = self.key_set().signing_key().sign(&claims).map_err(|e| {
-            tracing::error!(error = %e, "signing failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "an internal error occurred",
-            )
-        })?;
-        let refresh_token = self.refresh_codec.encode(RefreshToken {
-            session_id: session.id,
-            counter,
-        });
-        Ok(Issued {
-            access_token,
-            refresh_token,
-            expires_in: exp - now,
-            refresh_expires_in: (session.idle_expires_at.min(session.absolute_expires_at) - now)
-                .max(0),
-            session_id: session.id,
-            user: UserView::from(user),
-        })
-    }
-
     /// The 200 token response with the tokens where `delivery` says.
     pub fn token_response(&self, issued: Issued, delivery: Delivery) -> Response {
         let in_body = delivery != Delivery::Cookie;
@@ -155,7 +83,7 @@ impl AppState {
             refresh_token: refresh_in_body.then_some(issued.refresh_token.as_str()),
             refresh_token_expires_in: issued.refresh_expires_in,
             session_id: issued.session_id.to_string(),
-            user: issued.user,
+            user: UserView::from(&issued.user),
         };
         let mut headers = HeaderMap::new();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

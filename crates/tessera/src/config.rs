@@ -6,9 +6,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tessera_app::{Limit, ProfileClaims};
 use tessera_core::Span;
 use tessera_jose::Algorithm;
-use tessera_server::{Limit, ProfileClaims};
 
 /// Environment names the seed tutorials use, read without a prefix.
 const SEED_ENV: &[&str] = &[
@@ -99,8 +99,8 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let hash = tessera_server::HashSettings::default();
-        let throttle = tessera_server::ThrottleSettings::default();
+        let hash = tessera_app::HashSettings::default();
+        let throttle = tessera_app::ThrottleSettings::default();
         Self {
             data_dir: PathBuf::from("./tessera-data"),
             listen: "127.0.0.1:8080".parse().expect("valid default"),
@@ -186,8 +186,9 @@ pub struct FlagOverrides {
 /// The settings, checked and turned into the types the rest of the program uses.
 #[derive(Debug, Clone)]
 pub struct Validated {
-    pub server: tessera_server::Settings,
-    pub hash: tessera_server::HashSettings,
+    pub server: tessera_app::Settings,
+    pub http: tessera_server::HttpSettings,
+    pub hash: tessera_app::HashSettings,
     pub database_url: String,
     pub hs256_secret: Option<Vec<u8>>,
     pub master_key: Option<Vec<u8>>,
@@ -375,7 +376,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("trusted_proxies (TESSERA_TRUSTED_PROXIES)", &e))?;
         positive("audit_retention", self.audit_retention)?;
-        let hash = tessera_server::HashSettings {
+        let hash = tessera_app::HashSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
@@ -389,7 +390,7 @@ impl Config {
             )
         })?;
         Ok(Validated {
-            server: tessera_server::Settings {
+            server: tessera_app::Settings {
                 issuer,
                 audience,
                 access_ttl,
@@ -399,21 +400,23 @@ impl Config {
                 leeway: self.leeway.as_i64(),
                 profile_claims: claims,
                 signing_alg,
-                cookie_secure: self.cookie_secure,
-                trusted_origins,
-                body_limit: self.body_limit,
-                request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 client_id: "tessera".into(),
                 password_grant: self.password_grant,
                 jwks_max_age: self.jwks_max_age.as_i64(),
-                throttle: tessera_server::ThrottleSettings {
+                throttle: tessera_app::ThrottleSettings {
                     login_ip: self.login_limit_ip,
                     login_account: self.login_limit_account,
                     login_account_ip: self.login_limit_account_ip,
                     register_ip: self.register_limit_ip,
                     refresh_ip: self.refresh_limit_ip,
-                    trusted_proxies,
                 },
+            },
+            http: tessera_server::HttpSettings {
+                cookie_secure: self.cookie_secure,
+                trusted_origins,
+                body_limit: self.body_limit,
+                request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
+                trusted_proxies,
             },
             hash,
             database_url,

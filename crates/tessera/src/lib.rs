@@ -10,6 +10,7 @@ use config::{Config, Validated};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tessera_app::App;
 use tessera_core::{Clock, Store};
 use tessera_server::AppState;
 use tessera_store::{PgPoolSettings, PostgresStore, SqliteStore};
@@ -156,12 +157,12 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
 }
 
 /// Where signing keys come from, per the validated configuration.
-pub fn key_source(v: &Validated) -> Result<tessera_server::KeySource, String> {
+pub fn key_source(v: &Validated) -> Result<tessera_app::KeySource, String> {
     let master = match &v.master_key {
         Some(m) => Some(tessera_jose::seal::MasterKey::new(m).map_err(|e| e.to_string())?),
         None => None,
     };
-    Ok(tessera_server::KeySource {
+    Ok(tessera_app::KeySource {
         alg: v.server.signing_alg,
         hs256_secret: v.hs256_secret.clone(),
         master,
@@ -169,16 +170,39 @@ pub fn key_source(v: &Validated) -> Result<tessera_server::KeySource, String> {
     })
 }
 
+/// The application object over an opened store: what `serve` runs and what the
+/// operator CLI calls, so both apply the same use cases. Returns it with where
+/// the refresh-token secret came from.
+pub async fn build_app(
+    cfg: &Config,
+    v: &Validated,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<App>, String), String> {
+    let (secret, secret_source) = refresh_secret(cfg)?;
+    let key_source = key_source(v)?;
+    let keys = tessera_app::load_key_set(store.as_ref(), &key_source, clock.now())
+        .await
+        .map_err(|e| format!("cannot load signing keys: {e}"))?;
+    let app = App::new(
+        store,
+        clock,
+        v.server.clone(),
+        keys,
+        key_source,
+        &secret,
+        v.hash,
+    )?;
+    Ok((Arc::new(app), secret_source))
+}
+
 /// Starts a server for `cfg` with `clock`; binds `cfg.listen` (port 0 picks one).
 pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, String> {
     let v = cfg.validate()?;
     let store = open_store(cfg, &v).await?;
-    let (secret, secret_source) = refresh_secret(cfg)?;
-    let key_source = key_source(&v)?;
-    let keys = tessera_server::load_key_set(store.as_ref(), &key_source, clock.now())
-        .await
-        .map_err(|e| format!("cannot load signing keys: {e}"))?;
-    tessera_server::ensure_default_client(store.as_ref(), &v.server.client_id, clock.now()).await?;
+    let (app, secret_source) = build_app(cfg, &v, store.clone(), clock.clone()).await?;
+    let keys = app.key_set();
+    tessera_app::ensure_default_client(store.as_ref(), &v.server.client_id, clock.now()).await?;
     let mut signing = format!(
         "{} (kid {})",
         keys.signing_key().alg,
@@ -202,15 +226,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             ));
         }
     }
-    let state = AppState::new(
-        store.clone(),
-        clock,
-        v.server.clone(),
-        keys,
-        key_source,
-        &secret,
-        v.hash,
-    )?;
+    let state = AppState::new(app, v.http.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -223,9 +239,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     // Old audit events, ended sessions and spent throttle windows: pruned once at
     // start-up, then periodically by a background job.
     let retention = cfg.audit_retention.as_i64();
-    if let Err(e) =
-        tessera_server::housekeeping::prune(store.as_ref(), state.now(), retention).await
-    {
+    if let Err(e) = tessera_app::housekeeping::prune(store.as_ref(), state.now(), retention).await {
         tracing::warn!(error = %e, "could not prune old records");
     }
     let (tx, rx) = oneshot::channel::<()>();
@@ -249,7 +263,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             }
         }
     })];
-    background.push(tessera_server::housekeeping::spawn(
+    background.push(tessera_app::housekeeping::spawn(
         store.clone(),
         state.clock.clone(),
         retention,

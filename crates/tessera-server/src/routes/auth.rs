@@ -4,16 +4,13 @@ use crate::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientInfo, OptionalJson, access_token, check_csrf};
-use crate::tokens::{Delivery, Issued, UserView};
+use crate::tokens::{Delivery, UserView};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use tessera_core::model::{AuditEvent, NewSession, NewUser, RevokeReason};
-use tessera_core::validate::{self, LoginKey};
-use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
-use uuid::Uuid;
+use tessera_app::LogoutBy;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
@@ -22,10 +19,6 @@ pub struct RegisterBody {
     password: String,
     #[serde(default)]
     fullname: Option<String>,
-}
-
-fn field(e: validate::InvalidField) -> ApiError {
-    ApiError::bad_request(e.to_string())
 }
 
 /// Create an account.
@@ -46,31 +39,16 @@ pub async fn register(
     client: ClientInfo,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> ApiResult<Response> {
-    let email = validate::email(&body.email).map_err(field)?;
-    let username = validate::username(&body.username).map_err(field)?;
-    let fullname = validate::fullname(body.fullname.as_deref().unwrap_or("")).map_err(field)?;
-    validate::password(&body.password).map_err(field)?;
-    if state.hasher.saturated() {
-        return Err(ApiError::overloaded());
-    }
-    let limit = state.settings.throttle.register_ip;
-    state.throttle_ip("register", limit, &client).await?;
-    let password_hash = state.hasher.hash(body.password).await?;
-    let now = state.now();
+    let fullname = body.fullname.as_deref().unwrap_or("");
     let user = state
-        .store
-        .create_user(NewUser {
-            id: Uuid::now_v7(),
-            email,
-            username,
+        .sign_up(
+            &body.email,
+            &body.username,
+            body.password,
             fullname,
-            password_hash,
-            created_at: now,
-        })
+            &client,
+        )
         .await?;
-    state
-        .audit("register", Some(user.id), None, &client, None)
-        .await;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({ "user": UserView::from(&user) })),
@@ -115,270 +93,10 @@ pub async fn login(
         .or(body.email)
         .or(body.username)
         .ok_or_else(|| ApiError::bad_request("login is required (an email or a username)"))?;
-    if login.len() > 320 {
-        return Err(ApiError::bad_request("login is too long"));
-    }
-    if body
-        .password
-        .chars()
-        .nth(validate::PASSWORD_MAX_CHARS)
-        .is_some()
-    {
-        return Err(ApiError::bad_request(
-            "password: must be at most 128 characters",
-        ));
-    }
-    let (user, session) = state
-        .password_login(&login, body.password, &client, &state.settings.client_id)
+    let issued = state
+        .login_and_issue(&login, body.password, &client, &state.settings.client_id)
         .await?;
-    let issued = state.issue(&session, &user, 0, session.created_at)?;
     Ok(state.token_response(issued, body.delivery))
-}
-
-impl AppState {
-    /// Checks a login and password and opens a new session for OAuth client
-    /// `client_id`. Unknown users, wrong passwords and disabled users all cost one
-    /// hash and answer the same.
-    pub async fn password_login(
-        &self,
-        login: &str,
-        password: String,
-        client: &ClientInfo,
-        client_id: &str,
-    ) -> ApiResult<(User, Session)> {
-        // A flood beyond the hash pool is refused before any database work; then
-        // the attempt is counted: a throttled one costs no lookup and no hash.
-        if self.hasher.saturated() {
-            return Err(ApiError::overloaded());
-        }
-        self.throttle_login(login, client).await?;
-        let key = validate::login_key(login);
-        let record = match &key {
-            LoginKey::Email(e) if e.is_empty() => None,
-            _ => self.store.find_user_for_login(&key).await?,
-        };
-        let hash = record.as_ref().map(|r| r.password_hash.clone());
-        let verified = self.hasher.verify(password.clone(), hash).await?;
-        let record = match record {
-            Some(r) if verified && !r.user.disabled => r,
-            other => {
-                // The reason is for the operator's audit trail only; the caller
-                // gets the same answer in every case.
-                let reason = match &other {
-                    None => "unknown account",
-                    Some(r) if r.user.disabled => "account disabled",
-                    Some(_) => "wrong password",
-                };
-                let uid = other.map(|r| r.user.id);
-                self.audit("login_failed", uid, None, client, Some(reason.into()))
-                    .await;
-                return Err(ApiError::invalid_credentials());
-            }
-        };
-        self.login_succeeded(login, client).await;
-        let mut verified_hash = record.password_hash.clone();
-        // Parameters changed since this hash was made: upgrade it while we hold the password.
-        if self.hasher.needs_rehash(&record.password_hash)
-            && let Ok(new_hash) = self.hasher.hash(password.clone()).await
-            && let Ok(true) = self
-                .store
-                .upgrade_password_hash(record.user.id, &record.password_hash, &new_hash)
-                .await
-        {
-            verified_hash = new_hash;
-        }
-        let now = self.now();
-        let s = &self.settings;
-        let session = self
-            .store
-            .create_session(NewSession {
-                id: Uuid::now_v7(),
-                user_id: record.user.id,
-                client_id: client_id.to_string(),
-                created_at: now,
-                idle_expires_at: now + s.refresh_idle.min(s.session_max),
-                absolute_expires_at: now + s.session_max,
-                user_agent: client.user_agent.clone(),
-                ip: client.ip.clone(),
-            })
-            .await?;
-        // A password change that raced this login revokes every session it can see;
-        // one created after that must not survive on the old password.
-        let current = self
-            .store
-            .get_user(record.user.id)
-            .await?
-            .map(|r| r.password_hash);
-        if current.as_deref() != Some(verified_hash.as_str()) {
-            let still_valid = match current {
-                Some(h) => self.hasher.verify(password, Some(h)).await.unwrap_or(false),
-                None => false,
-            };
-            if !still_valid {
-                self.revoke(session.id, RevokeReason::PasswordChanged)
-                    .await?;
-                return Err(ApiError::invalid_credentials());
-            }
-        }
-        self.audit(
-            "login_ok",
-            Some(record.user.id),
-            Some(session.id),
-            client,
-            None,
-        )
-        .await;
-        Ok((record.user, session))
-    }
-
-    /// Applies the rotation rules (SPEC §4.3) to a presented refresh token.
-    /// A lost compare-and-set means another request rotated first: decide again on
-    /// the fresh state, which turns this request into a grace replay.
-    /// A token is only accepted from the OAuth client its session belongs to.
-    pub async fn refresh(
-        &self,
-        presented: &str,
-        client: &ClientInfo,
-        client_id: &str,
-    ) -> ApiResult<Issued> {
-        let outcome = self.refresh_once(presented, client, client_id).await;
-        // Reuse is counted by its audit event.
-        if !matches!(&outcome, Err(e) if e.code == crate::error::REFRESH_TOKEN_REUSED) {
-            self.metrics.on_refresh(outcome.is_ok());
-        }
-        outcome
-    }
-
-    async fn refresh_once(
-        &self,
-        presented: &str,
-        client: &ClientInfo,
-        client_id: &str,
-    ) -> ApiResult<Issued> {
-        let token = self
-            .refresh_codec
-            .decode(presented)
-            .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
-        // After the MAC check: a forged token costs no database work at all.
-        self.throttle_refresh(self.settings.throttle.refresh_ip, client)
-            .await?;
-        for _ in 0..4 {
-            let now = self.now();
-            let (session, user) = self
-                .store
-                .get_session(token.session_id)
-                .await?
-                .ok_or_else(|| ApiError::invalid_grant("the refresh token is invalid"))?;
-            if session.client_id != client_id {
-                return Err(ApiError::invalid_grant(
-                    "the refresh token was issued to another client",
-                ));
-            }
-            match decide(
-                &session,
-                user.disabled,
-                token.counter,
-                now,
-                self.settings.refresh_policy(),
-            ) {
-                RefreshDecision::Rotate {
-                    from,
-                    idle_expires_at,
-                } => {
-                    if self
-                        .store
-                        .rotate_session(session.id, from, now, idle_expires_at)
-                        .await?
-                    {
-                        let rotated = Session {
-                            counter: from + 1,
-                            rotated_at: now,
-                            last_used_at: now,
-                            idle_expires_at,
-                            ..session
-                        };
-                        return self.issue(&rotated, &user, from + 1, now);
-                    }
-                }
-                RefreshDecision::ReplayWithinGrace { current } => {
-                    return self.issue(&session, &user, current, now);
-                }
-                RefreshDecision::ReuseDetected => {
-                    return Err(self.reuse_detected(&session, &user, client).await);
-                }
-                RefreshDecision::Rejected(reason) => {
-                    return Err(ApiError::invalid_grant(match reason {
-                        RejectReason::Revoked => "the session has been revoked",
-                        RejectReason::Expired => "the session has expired",
-                        RejectReason::UserDisabled => "the account is disabled",
-                        RejectReason::UnknownToken => "the refresh token is invalid",
-                    }));
-                }
-            }
-        }
-        Err(ApiError::overloaded())
-    }
-
-    /// Rule 3 of SPEC §4.3: a superseded token was presented. Revokes the session,
-    /// records the event, and returns the error to answer with.
-    async fn reuse_detected(
-        &self,
-        session: &Session,
-        user: &User,
-        client: &ClientInfo,
-    ) -> ApiError {
-        if let Err(e) = self.revoke(session.id, RevokeReason::RefreshReuse).await {
-            return e;
-        }
-        self.audit(
-            "refresh_reuse",
-            Some(user.id),
-            Some(session.id),
-            client,
-            None,
-        )
-        .await;
-        tracing::warn!(session = %session.id, "refresh token reuse detected; session revoked");
-        ApiError::refresh_token_reused()
-    }
-
-    /// How long a revoked session stays in the revocation feed: until the last
-    /// access token issued for it has expired everywhere.
-    pub fn feed_until(&self, now: i64) -> i64 {
-        now + self.settings.access_ttl + self.settings.leeway
-    }
-
-    pub async fn revoke(&self, sid: Uuid, reason: RevokeReason) -> ApiResult<bool> {
-        let now = self.now();
-        Ok(self
-            .store
-            .revoke_session(sid, now, reason, self.feed_until(now))
-            .await?)
-    }
-
-    /// Records an audit event; a failure to record is logged, never fatal.
-    pub async fn audit(
-        &self,
-        kind: &str,
-        user_id: Option<Uuid>,
-        session_id: Option<Uuid>,
-        client: &ClientInfo,
-        detail: Option<String>,
-    ) {
-        self.metrics.on_event(kind);
-        let event = AuditEvent {
-            at: self.now(),
-            kind: kind.to_string(),
-            user_id,
-            session_id,
-            ip: client.ip.clone(),
-            user_agent: client.user_agent.clone(),
-            detail,
-        };
-        if let Err(e) = self.store.record_audit(event).await {
-            tracing::warn!(error = %e, kind, "could not record audit event");
-        }
-    }
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -454,6 +172,16 @@ pub enum LogoutScope {
     Global,
 }
 
+impl From<LogoutScope> for tessera_app::LogoutScope {
+    fn from(s: LogoutScope) -> Self {
+        match s {
+            LogoutScope::Local => Self::Local,
+            LogoutScope::Others => Self::Others,
+            LogoutScope::Global => Self::Global,
+        }
+    }
+}
+
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LogoutBody {
     #[serde(default)]
@@ -483,101 +211,30 @@ pub async fn logout(
     OptionalJson(body): OptionalJson<LogoutBody>,
 ) -> ApiResult<Response> {
     let body = body.unwrap_or_default();
-    let now = state.now();
     // Who is logging out: the access token's session, else the refresh token's.
-    let session: Option<Session> = match access_token(&headers, &state)? {
+    let auth = match access_token(&headers, &state)? {
         Some((token, via_cookie)) => {
             if via_cookie {
                 check_csrf(&method, &headers, &state)?;
             }
-            Some(state.authenticate(token, via_cookie).await?.session)
+            Some(state.authenticate_access(token, via_cookie).await?)
         }
+        None => None,
+    };
+    let refresh;
+    let by = match &auth {
+        Some(a) => LogoutBy::Session(&a.session),
         None => {
-            let token = refresh_token_from(&state, &method, &headers, body.refresh_token)?
+            refresh = refresh_token_from(&state, &method, &headers, body.refresh_token)?
                 .ok_or_else(|| {
                     ApiError::invalid_token(
                         "an access token or a refresh token is required to log out",
                     )
                 })?;
-            let t = state
-                .refresh_codec
-                .decode(&token)
-                .map_err(|_| ApiError::invalid_grant("the refresh token is invalid"))?;
-            let (session, user) = state
-                .store
-                .get_session(t.session_id)
-                .await?
-                .ok_or_else(|| ApiError::invalid_grant("the refresh token is invalid"))?;
-            match decide(
-                &session,
-                user.disabled,
-                t.counter,
-                now,
-                state.settings.refresh_policy(),
-            ) {
-                RefreshDecision::Rotate { .. } | RefreshDecision::ReplayWithinGrace { .. } => {
-                    Some(session)
-                }
-                RefreshDecision::ReuseDetected => {
-                    return Err(state.reuse_detected(&session, &user, &client).await);
-                }
-                // Already over: logging out again is harmless and succeeds.
-                RefreshDecision::Rejected(_) if body.scope == LogoutScope::Local => None,
-                RefreshDecision::Rejected(_) => {
-                    return Err(ApiError::invalid_grant("the session has ended"));
-                }
-            }
+            LogoutBy::RefreshToken(&refresh)
         }
     };
-    if let Some(session) = &session {
-        let until = state.feed_until(now);
-        match body.scope {
-            LogoutScope::Local => {
-                state
-                    .store
-                    .revoke_session(session.id, now, RevokeReason::Logout, until)
-                    .await?;
-            }
-            LogoutScope::Others => {
-                state
-                    .store
-                    .revoke_user_sessions(
-                        session.user_id,
-                        Some(session.id),
-                        now,
-                        RevokeReason::LogoutOthers,
-                        until,
-                    )
-                    .await?;
-            }
-            LogoutScope::Global => {
-                state
-                    .store
-                    .revoke_user_sessions(
-                        session.user_id,
-                        None,
-                        now,
-                        RevokeReason::LogoutGlobal,
-                        until,
-                    )
-                    .await?;
-            }
-        }
-        let scope = match body.scope {
-            LogoutScope::Local => "local",
-            LogoutScope::Others => "others",
-            LogoutScope::Global => "global",
-        };
-        state
-            .audit(
-                "logout",
-                Some(session.user_id),
-                Some(session.id),
-                &client,
-                Some(format!("scope={scope}")),
-            )
-            .await;
-    }
+    state.logout(by, body.scope.into(), &client).await?;
     let mut headers = HeaderMap::new();
     if body.scope != LogoutScope::Others {
         state.cookies.clear(&mut headers);

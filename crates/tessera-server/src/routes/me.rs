@@ -3,19 +3,15 @@
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AccessAuth, ApiJson, ClientInfo};
-use crate::tokens::{UserView, rfc3339};
+use crate::tokens::UserView;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_core::model::{RevokeReason, UserPatch};
-use tessera_core::validate;
+use tessera_app::ProfileChange;
+use tessera_app::rfc3339;
 use uuid::Uuid;
-
-fn field(e: validate::InvalidField) -> ApiError {
-    ApiError::bad_request(e.to_string())
-}
 
 /// The signed-in user.
 #[utoipa::path(
@@ -63,34 +59,12 @@ pub async fn patch_me(
     client: ClientInfo,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    // A taken email or username answers 409, as registration does; changing them
-    // therefore spends the registration budget, so it is no cheaper way to probe.
-    if body.email.is_some() || body.username.is_some() {
-        state
-            .throttle_ip("register", state.settings.throttle.register_ip, &client)
-            .await?;
-    }
-    let patch = UserPatch {
-        email: body
-            .email
-            .as_deref()
-            .map(validate::email)
-            .transpose()
-            .map_err(field)?,
-        username: body
-            .username
-            .as_deref()
-            .map(validate::username)
-            .transpose()
-            .map_err(field)?,
-        fullname: body
-            .fullname
-            .as_deref()
-            .map(validate::fullname)
-            .transpose()
-            .map_err(field)?,
+    let change = ProfileChange {
+        email: body.email.as_deref(),
+        username: body.username.as_deref(),
+        fullname: body.fullname.as_deref(),
     };
-    let user = state.store.update_user(auth.user.id, patch).await?;
+    let user = state.update_profile(auth.user.id, change, &client).await?;
     Ok(axum::Json(
         serde_json::json!({ "user": UserView::from(&user) }),
     ))
@@ -123,71 +97,16 @@ pub async fn change_password(
     client: ClientInfo,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> ApiResult<Response> {
-    validate::password(&body.new_password)
-        .map_err(|e| ApiError::bad_request(format!("new_{e}")))?;
-    if body
-        .current_password
-        .chars()
-        .nth(validate::PASSWORD_MAX_CHARS)
-        .is_some()
-    {
-        return Err(ApiError::forbidden("the current password is incorrect"));
-    }
-    let record = state
-        .store
-        .get_user(auth.user.id)
-        .await?
-        .ok_or_else(|| ApiError::invalid_token("no such user"))?;
-    // A stolen access token must not turn this into an unthrottled password oracle:
-    // checks count against the same limits as logins to the account.
-    state.throttle_login(&auth.user.username, &client).await?;
-    if !state
-        .hasher
-        .verify(body.current_password, Some(record.password_hash))
-        .await?
-    {
-        state
-            .audit(
-                "password_change_failed",
-                Some(auth.user.id),
-                Some(auth.session.id),
-                &client,
-                None,
-            )
-            .await;
-        return Err(ApiError::forbidden("the current password is incorrect"));
-    }
-    state.login_succeeded(&auth.user.username, &client).await;
-    let hash = state.hasher.hash(body.new_password).await?;
-    // The new hash and the revocation of every other session belong together: run
-    // them in their own task so a request timeout or a dropped connection cannot
-    // stop between the two.
-    let (st, user, session) = (state.clone(), auth.user.id, auth.session.id);
-    let writes = tokio::spawn(async move {
-        st.store.set_password_hash(user, &hash).await?;
-        let now = st.now();
-        let revoked = st
-            .store
-            .revoke_user_sessions(
-                user,
-                Some(session),
-                now,
-                RevokeReason::PasswordChanged,
-                st.feed_until(now),
-            )
-            .await?;
-        let detail = Some(format!("revoked {} other sessions", revoked.len()));
-        st.audit(
-            "password_changed",
-            Some(user),
-            Some(session),
+    state
+        .app
+        .change_password(
+            &auth.user,
+            auth.session.id,
+            body.current_password,
+            body.new_password,
             &client,
-            detail,
         )
-        .await;
-        Ok::<(), ApiError>(())
-    });
-    writes.await.map_err(|_| ApiError::overloaded())??;
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -217,10 +136,7 @@ pub async fn list_sessions(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
 ) -> ApiResult<axum::Json<Vec<SessionView>>> {
-    let sessions = state
-        .store
-        .list_user_sessions(auth.user.id, state.now())
-        .await?;
+    let sessions = state.list_sessions(auth.user.id).await?;
     Ok(axum::Json(
         sessions
             .into_iter()
@@ -256,21 +172,7 @@ pub async fn delete_session(
     client: ClientInfo,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let missing = || ApiError::not_found("no such session");
-    let sid = Uuid::parse_str(&id).map_err(|_| missing())?;
-    let (session, _) = state.store.get_session(sid).await?.ok_or_else(missing)?;
-    if session.user_id != auth.user.id || !session.is_active(state.now()) {
-        return Err(missing());
-    }
-    state.revoke(sid, RevokeReason::UserRequest).await?;
-    state
-        .audit(
-            "session_revoked",
-            Some(auth.user.id),
-            Some(sid),
-            &client,
-            None,
-        )
-        .await;
+    let sid = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such session"))?;
+    state.revoke_own_session(auth.user.id, sid, &client).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -3,17 +3,15 @@
 
 use super::openapi::ErrorBody;
 use crate::AppState;
-use crate::error::ApiResult;
 use crate::extract::{AccessAuth, ClientInfo};
-use crate::oauth::{Form, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, OAuthError, param};
+use crate::oauth::{Form, OAuthError, param};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_core::model::RevokeReason;
-use tessera_core::validate;
-use tessera_core::{Client, RefreshDecision, Session, User, decide};
+use tessera_app::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
+use tessera_core::RefreshDecision;
 use utoipa::ToSchema;
 
 /// `POST /oauth/token` parameters (RFC 6749 §4.3.2, §6, §2.3.1).
@@ -52,10 +50,6 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
-fn allows(client: &Client, grant: &str) -> bool {
-    client.grant_types.iter().any(|g| g == grant)
-}
-
 /// Issue tokens: refresh-token rotation or first-party password login.
 ///
 /// The refresh grant follows exactly the rotation rules of `/v1/auth/refresh`
@@ -83,28 +77,20 @@ pub async fn token(
     Form(req): Form<TokenRequest>,
 ) -> Result<Response, OAuthError> {
     let client = state
-        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .authenticate_client_http(&headers, param(&req.client_id), param(&req.client_secret))
         .await?;
     let grant = param(&req.grant_type)
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     let issued = match grant {
         GRANT_REFRESH_TOKEN => {
-            if !allows(&client, GRANT_REFRESH_TOKEN) {
-                return Err(OAuthError::unauthorized_client(
-                    "this client may not use the refresh_token grant",
-                ));
-            }
+            state.check_grant(&client, grant)?;
             no_scope(&req)?;
             let token = param(&req.refresh_token)
                 .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
             state.refresh(token, &info, &client.id).await?
         }
         GRANT_PASSWORD if state.settings.password_grant => {
-            if !client.first_party || !allows(&client, GRANT_PASSWORD) {
-                return Err(OAuthError::unauthorized_client(
-                    "only first-party clients allowed the password grant may use it",
-                ));
-            }
+            state.check_grant(&client, grant)?;
             no_scope(&req)?;
             let (Some(username), Some(password)) = (param(&req.username), param(&req.password))
             else {
@@ -112,18 +98,9 @@ pub async fn token(
                     "username and password are required",
                 ));
             };
-            if username.len() > 320 {
-                return Err(OAuthError::invalid_request("username is too long"));
-            }
-            if password.chars().nth(validate::PASSWORD_MAX_CHARS).is_some() {
-                return Err(OAuthError::invalid_request(
-                    "password: must be at most 128 characters",
-                ));
-            }
-            let (user, session) = state
-                .password_login(username, password.to_string(), &info, &client.id)
-                .await?;
-            state.issue(&session, &user, 0, session.created_at)?
+            state
+                .login_and_issue(username, password.to_string(), &info, &client.id)
+                .await?
         }
         _ => {
             return Err(OAuthError::unsupported_grant_type(
@@ -162,52 +139,6 @@ pub struct TokenQuery {
     client_secret: Option<String>,
 }
 
-/// What a presented token turned out to be (one per request; size does not matter).
-#[allow(clippy::large_enum_variant)]
-enum Presented {
-    /// A genuine refresh token of an existing session, and what presenting it to
-    /// the token endpoint now would do (nothing is written).
-    Refresh {
-        session: Session,
-        user: User,
-        decision: RefreshDecision,
-    },
-    /// A valid access token of a live session.
-    Access(AccessAuth),
-    /// Malformed, forged, expired, or of a session that is gone.
-    Unknown,
-}
-
-impl AppState {
-    /// Recognises a token without changing anything. Refresh tokens are told apart
-    /// by their format, so `token_type_hint` is not needed (RFC 7009 §2.1 lets the
-    /// server ignore it).
-    async fn presented(&self, token: &str) -> ApiResult<Presented> {
-        if let Ok(t) = self.refresh_codec.decode(token) {
-            let Some((session, user)) = self.store.get_session(t.session_id).await? else {
-                return Ok(Presented::Unknown);
-            };
-            let decision = decide(
-                &session,
-                user.disabled,
-                t.counter,
-                self.now(),
-                self.settings.refresh_policy(),
-            );
-            return Ok(Presented::Refresh {
-                session,
-                user,
-                decision,
-            });
-        }
-        match self.authenticate(token, false).await {
-            Ok(auth) => Ok(Presented::Access(auth)),
-            Err(e) if e.code == "invalid_token" => Ok(Presented::Unknown),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// Revoke a token (RFC 7009).
 ///
 /// A refresh token ends its whole session. An access token ends its session too
@@ -234,37 +165,11 @@ pub async fn revoke(
     Form(req): Form<TokenQuery>,
 ) -> Result<Response, OAuthError> {
     let client = state
-        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .authenticate_client_http(&headers, param(&req.client_id), param(&req.client_secret))
         .await?;
     let token =
         param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let session = match state.presented(token).await? {
-        Presented::Refresh {
-            decision: RefreshDecision::Rejected(_),
-            ..
-        }
-        | Presented::Unknown => None,
-        Presented::Refresh { session, .. } => Some(session),
-        Presented::Access(auth) => Some(auth.session),
-    };
-    if let Some(session) = session {
-        if session.client_id != client.id {
-            return Err(OAuthError::invalid_grant(
-                "the token was issued to another client",
-            ));
-        }
-        if state.revoke(session.id, RevokeReason::Logout).await? {
-            state
-                .audit(
-                    "logout",
-                    Some(session.user_id),
-                    Some(session.id),
-                    &info,
-                    Some("oauth revocation".into()),
-                )
-                .await;
-        }
-    }
+    state.revoke_token(token, &client.id, &info).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
 
@@ -322,7 +227,7 @@ pub async fn introspect(
     Form(req): Form<TokenQuery>,
 ) -> Result<Response, OAuthError> {
     let client = state
-        .authenticate_client(&headers, param(&req.client_id), param(&req.client_secret))
+        .authenticate_client_http(&headers, param(&req.client_id), param(&req.client_secret))
         .await?;
     if client.secret_hash.is_none() {
         return Err(OAuthError::invalid_client(
@@ -332,8 +237,8 @@ pub async fn introspect(
     }
     let token =
         param(&req.token).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let answer = match state.presented(token).await? {
-        Presented::Refresh {
+    let answer = match state.recognise(token).await? {
+        Recognised::Refresh {
             session,
             user,
             decision: RefreshDecision::Rotate { .. },
@@ -349,7 +254,7 @@ pub async fn introspect(
             sid: Some(session.id.to_string()),
             ..Default::default()
         },
-        Presented::Access(auth) => {
+        Recognised::Access(auth) => {
             let c = auth.claims;
             Introspection {
                 active: true,

@@ -6,9 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Subcommand;
 use std::process::ExitCode;
+use tessera_app::hashing::client_secret_hash;
+use tessera_app::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN};
 use tessera_core::{Client, Clock, StoreError, SystemClock};
-use tessera_server::hashing::client_secret_hash;
-use tessera_server::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN};
 
 #[derive(Subcommand)]
 pub enum ClientCommand {

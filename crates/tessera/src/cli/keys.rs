@@ -3,7 +3,7 @@
 use crate::config::Config;
 use clap::Subcommand;
 use std::process::ExitCode;
-use tessera_core::model::AuditEvent;
+use tessera_app::Caller;
 use tessera_core::{Clock, SystemClock};
 
 #[derive(Subcommand)]
@@ -29,63 +29,61 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     let now = SystemClock.now();
-    super::with_store(cfg, |store| async move {
-        match cmd {
-            KeysCommand::List => {
-                let set = tessera_server::load_key_set(store.as_ref(), &src, now).await?;
-                let signing = set.signing_key().kid.clone();
-                println!(
-                    "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} RETIRED",
-                    "KID", "ALG", "STATE", "AT REST", "CREATED", "SIGNS FROM"
-                );
-                for k in store.list_keys().await.map_err(|e| e.to_string())? {
-                    let state = if k.kid == signing {
-                        "signing"
-                    } else if k.activates_at > now {
-                        "next"
-                    } else if k.retired_at.is_some_and(|r| r <= now) {
-                        "retired"
-                    } else {
-                        "verifies"
-                    };
-                    let retired = k.retired_at.map(when).unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} {retired}",
-                        k.kid,
-                        k.alg,
-                        state,
-                        if tessera_jose::seal::is_sealed(&k.private_der) { "sealed" } else { "plain" },
-                        when(k.created_at),
-                        when(k.activates_at)
-                    );
-                }
-                if src.hs256_secret.is_some() {
-                    println!("{signing:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)");
-                }
-                Ok(())
-            }
-            KeysCommand::Rotate => {
-                let key = tessera_server::rotate_keys(store.as_ref(), &src, now, v.server.jwks_max_age).await?;
-                let detail = format!("kid={} alg={} signs_from={}", key.kid, key.alg, key.activates_at);
-                let event = AuditEvent {
-                    at: now,
-                    kind: "key_rotated".into(),
-                    user_id: None,
-                    session_id: None,
-                    ip: None,
-                    user_agent: Some("tessera keys rotate".into()),
-                    detail: Some(detail),
-                };
-                store.record_audit(event).await.map_err(|e| e.to_string())?;
+    if matches!(cmd, KeysCommand::Rotate) {
+        let caller = Caller {
+            user_agent: Some("tessera keys rotate".into()),
+            ..Caller::operator()
+        };
+        return super::with_app(cfg, |app| async move {
+            let key = app.rotate_signing_key(&caller).await.map_err(|e| e.to_string())?;
                 println!(
                     "published key {} ({}); it signs from {}; the previous key stays published until its last token expires",
                     key.kid,
                     key.alg,
                     when(key.activates_at)
                 );
-                Ok(())
-            }
+            Ok(())
+        })
+        .await;
+    }
+    super::with_store(cfg, |store| async move {
+        let set = tessera_app::load_key_set(store.as_ref(), &src, now).await?;
+        let signing = set.signing_key().kid.clone();
+        println!(
+            "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} RETIRED",
+            "KID", "ALG", "STATE", "AT REST", "CREATED", "SIGNS FROM"
+        );
+        for k in store.list_keys().await.map_err(|e| e.to_string())? {
+            let state = if k.kid == signing {
+                "signing"
+            } else if k.activates_at > now {
+                "next"
+            } else if k.retired_at.is_some_and(|r| r <= now) {
+                "retired"
+            } else {
+                "verifies"
+            };
+            let retired = k.retired_at.map(when).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} {retired}",
+                k.kid,
+                k.alg,
+                state,
+                if tessera_jose::seal::is_sealed(&k.private_der) {
+                    "sealed"
+                } else {
+                    "plain"
+                },
+                when(k.created_at),
+                when(k.activates_at)
+            );
         }
+        if src.hs256_secret.is_some() {
+            println!(
+                "{signing:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)"
+            );
+        }
+        Ok(())
     })
     .await
 }

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tessera_app::App;
 use tessera_core::{Store, SystemClock};
 
 #[derive(Parser)]
@@ -94,7 +95,7 @@ enum ConfigCommand {
 
 /// A Unix time as the operator reads it (RFC 3339, UTC).
 pub fn time(unix: i64) -> String {
-    tessera_server::rfc3339(unix)
+    tessera_app::rfc3339(unix)
 }
 
 /// A command failed: the message goes to stderr and the exit code is 1.
@@ -123,6 +124,22 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// Opens the configured store and builds the application on it (no HTTP
+/// listener), runs `f`, closes the store. Commands that change accounts, sessions
+/// or keys go through this, so they share the server's use cases.
+pub async fn with_app<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<App>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    with_store(cfg, |store| async move {
+        let v = cfg.validate()?;
+        let (app, _) = crate::build_app(cfg, &v, store, Arc::new(SystemClock)).await?;
+        f(app).await
+    })
+    .await
 }
 
 pub fn run() -> ExitCode {

@@ -107,7 +107,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
     };
     let now = SystemClock.now();
     super::with_store(cfg, |store| async move {
-        let keys = tessera_server::load_key_set(store.as_ref(), &src, now).await?;
+        let keys = tessera_app::load_key_set(store.as_ref(), &src, now).await?;
         match cmd {
             TokenCommand::Decode { .. } => Ok(()),
             TokenCommand::Verify { token } => {

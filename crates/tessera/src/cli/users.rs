@@ -1,14 +1,14 @@
 //! `tessera user ...` and `tessera session ...`: the operator's view of accounts.
 
-use crate::config::{Config, Validated};
+use crate::config::Config;
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
-use std::sync::Arc;
-use tessera_core::model::{AuditEvent, NewUser, RevokeReason, User};
-use tessera_core::validate::{self, LoginKey};
+use tessera_app::Caller;
+use tessera_app::hashing::is_supported_hash;
+use tessera_core::model::{NewUser, User};
+use tessera_core::validate;
 use tessera_core::{Clock, Store, SystemClock};
-use tessera_server::hashing::{PasswordHasher, is_supported_hash};
 use uuid::Uuid;
 
 #[derive(Subcommand)]
@@ -77,18 +77,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Finds a user by id, email or username.
 pub(crate) async fn find_user(store: &dyn Store, who: &str) -> Result<User, String> {
-    let record = match Uuid::parse_str(who) {
-        Ok(id) => store.get_user(id).await.map_err(err)?,
-        Err(_) => store
-            .find_user_for_login(&validate::login_key(who))
-            .await
-            .map_err(err)?,
-    };
-    let missing = match validate::login_key(who) {
-        LoginKey::Email(_) => format!("no user with email {who}"),
-        LoginKey::Username(_) => format!("no user {who}"),
-    };
-    record.map(|r| r.user).ok_or(missing)
+    tessera_app::find_user(store, who).await.map_err(err)
 }
 
 fn read_password(from_stdin: bool) -> Result<String, String> {
@@ -120,143 +109,107 @@ fn print_user(u: &User) {
     );
 }
 
-async fn audit(
-    store: &dyn Store,
-    kind: &str,
-    user: Option<Uuid>,
-    session: Option<Uuid>,
-    detail: Option<String>,
-) {
-    let event = AuditEvent {
-        at: SystemClock.now(),
-        kind: kind.into(),
-        user_id: user,
-        session_id: session,
-        ip: None,
-        user_agent: Some("tessera cli".into()),
-        detail,
-    };
-    let _ = store.record_audit(event).await;
-}
-
-async fn revoke_all(
-    store: &dyn Store,
-    v: &Validated,
-    user: Uuid,
-    reason: RevokeReason,
-) -> Result<usize, String> {
-    let now = SystemClock.now();
-    let until = now + v.server.access_ttl + v.server.leeway;
-    Ok(store
-        .revoke_user_sessions(user, None, now, reason, until)
-        .await
-        .map_err(err)?
-        .len())
-}
-
 pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
-    let v = match cfg.validate() {
-        Ok(v) => v,
-        Err(e) => return super::fail(e),
-    };
-    let hasher = match PasswordHasher::new(v.hash) {
-        Ok(h) => Arc::new(h),
-        Err(e) => return super::fail(e),
-    };
-    super::with_store(cfg, |store| async move {
-        let store = store.as_ref();
-        match cmd {
-            UserCommand::Add {
-                username,
-                email,
-                fullname,
-                password_stdin,
-            } => {
-                let email = validate::email(&email).map_err(err)?;
-                let username = validate::username(&username).map_err(err)?;
-                let fullname = validate::fullname(&fullname).map_err(err)?;
-                let password = read_password(password_stdin)?;
-                let password_hash = hasher.hash(password).await.map_err(|e| e.description)?;
-                let new = NewUser {
-                    id: Uuid::now_v7(),
-                    email,
-                    username,
-                    fullname,
-                    password_hash,
-                    created_at: SystemClock.now(),
-                };
-                let user = store.create_user(new).await.map_err(err)?;
-                audit(
-                    store,
-                    "register",
-                    Some(user.id),
-                    None,
-                    Some("by operator".into()),
-                )
-                .await;
-                print_user(&user);
-            }
-            UserCommand::List { limit, offset } => {
+    let operator = Caller::operator();
+    match cmd {
+        UserCommand::List { limit, offset } => {
+            super::with_store(cfg, |store| async move {
                 for u in store.list_users(limit, offset).await.map_err(err)? {
                     print_user(&u);
                 }
-            }
-            UserCommand::Show { user } => {
-                let u = find_user(store, &user).await?;
-                print_user(&u);
-                print_sessions(store, u.id).await?;
-            }
-            UserCommand::Disable { user } => {
-                let u = find_user(store, &user).await?;
-                store.set_user_disabled(u.id, true).await.map_err(err)?;
-                let n = revoke_all(store, &v, u.id, RevokeReason::Operator).await?;
-                audit(store, "user_disabled", Some(u.id), None, None).await;
-                println!("disabled {}; {n} sessions revoked", u.username);
-            }
-            UserCommand::Enable { user } => {
-                let u = find_user(store, &user).await?;
-                store.set_user_disabled(u.id, false).await.map_err(err)?;
-                audit(store, "user_enabled", Some(u.id), None, None).await;
-                println!("enabled {}", u.username);
-            }
-            UserCommand::Delete { user } => {
-                let u = find_user(store, &user).await?;
-                revoke_all(store, &v, u.id, RevokeReason::Operator).await?;
-                store.delete_user(u.id).await.map_err(err)?;
-                audit(
-                    store,
-                    "user_deleted",
-                    Some(u.id),
-                    None,
-                    Some(u.username.clone()),
-                )
-                .await;
-                println!("deleted {}", u.username);
-            }
-            UserCommand::SetPassword {
-                user,
-                password_stdin,
-            } => {
-                let u = find_user(store, &user).await?;
-                let password = read_password(password_stdin)?;
-                let hash = hasher.hash(password).await.map_err(|e| e.description)?;
-                store.set_password_hash(u.id, &hash).await.map_err(err)?;
-                let n = revoke_all(store, &v, u.id, RevokeReason::PasswordChanged).await?;
-                audit(
-                    store,
-                    "password_changed",
-                    Some(u.id),
-                    None,
-                    Some("by operator".into()),
-                )
-                .await;
-                println!("password set for {}; {n} sessions revoked", u.username);
-            }
-            UserCommand::Import { file } => import(store, &file).await?,
+                Ok(())
+            })
+            .await
         }
-        Ok(())
-    })
-    .await
+        UserCommand::Show { user } => {
+            super::with_store(cfg, |store| async move {
+                let u = find_user(store.as_ref(), &user).await?;
+                print_user(&u);
+                print_sessions(store.as_ref(), u.id).await
+            })
+            .await
+        }
+        UserCommand::Import { file } => {
+            super::with_store(
+                cfg,
+                |store| async move { import(store.as_ref(), &file).await },
+            )
+            .await
+        }
+        UserCommand::Add {
+            username,
+            email,
+            fullname,
+            password_stdin,
+        } => {
+            super::with_app(cfg, |app| async move {
+                // Input mistakes are reported before the password is asked for.
+                validate::email(&email).map_err(err)?;
+                validate::username(&username).map_err(err)?;
+                validate::fullname(&fullname).map_err(err)?;
+                let password = read_password(password_stdin)?;
+                let user = app
+                    .sign_up(&email, &username, password, &fullname, &operator)
+                    .await
+                    .map_err(err)?;
+                print_user(&user);
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Disable { user } => {
+            super::with_app(cfg, |app| async move {
+                let u = find_user(app.store.as_ref(), &user).await?;
+                let ended = app
+                    .set_user_disabled(u.id, true, &operator)
+                    .await
+                    .map_err(err)?;
+                println!("disabled {}; {} sessions revoked", u.username, ended.len());
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Enable { user } => {
+            super::with_app(cfg, |app| async move {
+                let u = find_user(app.store.as_ref(), &user).await?;
+                app.set_user_disabled(u.id, false, &operator)
+                    .await
+                    .map_err(err)?;
+                println!("enabled {}", u.username);
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Delete { user } => {
+            super::with_app(cfg, |app| async move {
+                let u = find_user(app.store.as_ref(), &user).await?;
+                app.delete_user(&u, &operator).await.map_err(err)?;
+                println!("deleted {}", u.username);
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::SetPassword {
+            user,
+            password_stdin,
+        } => {
+            super::with_app(cfg, |app| async move {
+                let u = find_user(app.store.as_ref(), &user).await?;
+                let password = read_password(password_stdin)?;
+                let ended = app
+                    .set_password(u.id, password, &operator)
+                    .await
+                    .map_err(err)?;
+                println!(
+                    "password set for {}; {} sessions revoked",
+                    u.username,
+                    ended.len()
+                );
+                Ok(())
+            })
+            .await
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -340,59 +293,42 @@ async fn print_sessions(store: &dyn Store, user: Uuid) -> Result<(), String> {
 }
 
 pub async fn run_session(cfg: &Config, cmd: SessionCommand) -> ExitCode {
-    let v = match cfg.validate() {
-        Ok(v) => v,
-        Err(e) => return super::fail(e),
-    };
-    super::with_store(cfg, |store| async move {
-        let store = store.as_ref();
-        match cmd {
-            SessionCommand::List { user } => {
-                let u = find_user(store, &user).await?;
-                print_sessions(store, u.id).await?;
-            }
-            SessionCommand::Revoke {
-                user: Some(user), ..
-            } => {
-                let u = find_user(store, &user).await?;
-                let n = revoke_all(store, &v, u.id, RevokeReason::Operator).await?;
-                audit(
-                    store,
-                    "session_revoked",
-                    Some(u.id),
-                    None,
-                    Some(format!("{n} sessions by operator")),
-                )
-                .await;
-                println!("{n} sessions of {} revoked", u.username);
-            }
-            SessionCommand::Revoke {
-                session: Some(id), ..
-            } => {
-                let sid =
-                    Uuid::parse_str(&id).map_err(|_| format!("`{id}` is not a session id"))?;
-                let now = SystemClock.now();
-                let until = now + v.server.access_ttl + v.server.leeway;
-                if !store
-                    .revoke_session(sid, now, RevokeReason::Operator, until)
+    let operator = Caller::operator();
+    match cmd {
+        SessionCommand::List { user } => {
+            super::with_store(cfg, |store| async move {
+                let u = find_user(store.as_ref(), &user).await?;
+                print_sessions(store.as_ref(), u.id).await
+            })
+            .await
+        }
+        SessionCommand::Revoke {
+            user: Some(user), ..
+        } => {
+            super::with_app(cfg, |app| async move {
+                let u = find_user(app.store.as_ref(), &user).await?;
+                let n = app
+                    .revoke_user_sessions(u.id, &operator)
                     .await
                     .map_err(err)?
-                {
-                    return Err(format!("no live session {sid}"));
-                }
-                audit(
-                    store,
-                    "session_revoked",
-                    None,
-                    Some(sid),
-                    Some("by operator".into()),
-                )
-                .await;
-                println!("session {sid} revoked");
-            }
-            SessionCommand::Revoke { .. } => return Err("name a session id, or --user".into()),
+                    .len();
+                println!("{n} sessions of {} revoked", u.username);
+                Ok(())
+            })
+            .await
         }
-        Ok(())
-    })
-    .await
+        SessionCommand::Revoke {
+            session: Some(id), ..
+        } => {
+            super::with_app(cfg, |app| async move {
+                let sid =
+                    Uuid::parse_str(&id).map_err(|_| format!("`{id}` is not a session id"))?;
+                app.revoke_session(sid, &operator).await.map_err(err)?;
+                println!("session {sid} revoked");
+                Ok(())
+            })
+            .await
+        }
+        SessionCommand::Revoke { .. } => super::fail("name a session id, or --user"),
+    }
 }

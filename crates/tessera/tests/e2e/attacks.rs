@@ -1380,7 +1380,7 @@ async fn secrets_never_reach_the_logs() {
     let secret = "log-test-refresh-secret-0123456789abcdef";
     let mut child = tessera()
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("TESSERA_LOG", "debug,tessera=trace,tessera_server=trace,tessera_core=trace,tessera_jose=trace,tessera_store=trace")
+        .env("TESSERA_LOG", "debug,tessera=trace,tessera_app=trace,tessera_server=trace,tessera_core=trace,tessera_jose=trace,tessera_store=trace")
         .env("REFRESH_TOKEN_SECRET", secret)
         .env("TESSERA_ARGON2_MEMORY_KIB", "1024")
         .env("TESSERA_ARGON2_ITERATIONS", "1")

@@ -276,3 +276,140 @@ async fn token_sign_verify_decode() {
         assert!(out.contains("out of range"), "{out}");
     }
 }
+
+/// The revocation feed's entries for `sids`, as (sid, until).
+async fn feed_entries(s: &TestServer, sids: &[String]) -> Vec<(String, i64)> {
+    let feed: serde_json::Value = s
+        .http
+        .get(s.url("/v1/revocations?since=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out: Vec<(String, i64)> = feed["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["sid"].as_str().unwrap().to_string(),
+                r["until"].as_i64().unwrap(),
+            )
+        })
+        .filter(|(sid, _)| sids.contains(sid))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The newest audit event of `kind` about `user`.
+async fn last_event(s: &TestServer, user: &str, kind: &str) -> tessera_core::model::AuditEvent {
+    let uid = uuid::Uuid::parse_str(user).unwrap();
+    s.state()
+        .store
+        .list_audit(Some(uid), 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} event for {user}"))
+}
+
+fn user_id(t: &Tokens) -> String {
+    t.raw["user"]["id"].as_str().unwrap().to_string()
+}
+
+/// Whichever door a session ending comes through, the operator's commands or the
+/// API, it has the same effects: every ended session is in the revocation feed
+/// for one access lifetime plus leeway, and one audit event names the user and
+/// counts the sessions that ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_end_sessions_like_the_api() {
+    let s = TestServer::start().await;
+    let window = s.cfg.access_token_expiry.as_i64() + s.cfg.leeway.as_i64();
+    let check_feed = |entries: Vec<(String, i64)>, expect: &[String], around: i64| {
+        let mut expect = expect.to_vec();
+        expect.sort();
+        let sids: Vec<String> = entries.iter().map(|(sid, _)| sid.clone()).collect();
+        assert_eq!(sids, expect, "exactly the ended sessions are in the feed");
+        for (_, until) in entries {
+            assert!(
+                (until - (around + window)).abs() <= 5,
+                "a feed entry lasts one access lifetime plus leeway: {until} vs {}",
+                around + window
+            );
+        }
+    };
+
+    // A password change through the API (ann keeps the session that asked) ...
+    let ann = s.user("ann").await;
+    let ann_other = s.login("ann").await;
+    let r = s
+        .http
+        .post(s.url("/v1/me/password"))
+        .bearer_auth(&ann.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a new password 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let at = s.clock_now();
+    check_feed(
+        feed_entries(&s, &[ann.session_id.clone(), ann_other.session_id.clone()]).await,
+        std::slice::from_ref(&ann_other.session_id),
+        at,
+    );
+    let api_event = last_event(&s, &user_id(&ann), "password_changed").await;
+    assert_eq!(api_event.detail.as_deref(), Some("1 sessions revoked"));
+
+    // ... and the operator's `user set-password` (no session asked: all end).
+    let bob = s.user("bob").await;
+    let bob_other = s.login("bob").await;
+    ok(&cli(
+        &s,
+        &["user", "set-password", "bob", "--password-stdin"],
+        Some("operator set password\n"),
+    ));
+    let at = tessera_core::Clock::now(&tessera_core::SystemClock);
+    let both = [bob.session_id.clone(), bob_other.session_id.clone()];
+    check_feed(feed_entries(&s, &both).await, &both, at);
+    let op_event = last_event(&s, &user_id(&bob), "password_changed").await;
+    assert_eq!(
+        op_event.detail.as_deref(),
+        Some("by operator; 2 sessions revoked")
+    );
+    assert_eq!(op_event.user_agent.as_deref(), Some("tessera cli"));
+    for t in [&bob, &bob_other] {
+        assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    }
+
+    // An operator's revoke of every session of a user, and `user disable`.
+    let cleo = s.user("cleo").await;
+    let cleo_other = s.login("cleo").await;
+    ok(&cli(&s, &["session", "revoke", "--user", "cleo"], None));
+    let at = tessera_core::Clock::now(&tessera_core::SystemClock);
+    let both = [cleo.session_id.clone(), cleo_other.session_id.clone()];
+    check_feed(feed_entries(&s, &both).await, &both, at);
+    let revoke_event = last_event(&s, &user_id(&cleo), "session_revoked").await;
+    assert_eq!(
+        revoke_event.detail.as_deref(),
+        Some("by operator; 2 sessions revoked")
+    );
+
+    let dan = s.user("dan").await;
+    let dan_other = s.login("dan").await;
+    ok(&cli(&s, &["user", "disable", "dan"], None));
+    let at = tessera_core::Clock::now(&tessera_core::SystemClock);
+    let both = [dan.session_id.clone(), dan_other.session_id.clone()];
+    check_feed(feed_entries(&s, &both).await, &both, at);
+    let disable_event = last_event(&s, &user_id(&dan), "user_disabled").await;
+    assert_eq!(
+        disable_event.detail.as_deref(),
+        Some("by operator; 2 sessions revoked")
+    );
+    for t in [&dan, &dan_other] {
+        assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    }
+}

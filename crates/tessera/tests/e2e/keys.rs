@@ -36,7 +36,7 @@ fn kid_of(token: &str) -> String {
 
 async fn rotate(s: &TestServer) -> String {
     let st = s.state();
-    let key = tessera_server::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now(), 300)
+    let key = tessera_app::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now(), 300)
         .await
         .unwrap();
     st.reload_keys().await.unwrap();

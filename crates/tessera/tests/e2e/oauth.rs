@@ -20,7 +20,7 @@ pub async fn add_client(
     let secret = confidential.then(|| format!("{id}-secret-0123456789abcdef"));
     let secret_hash = secret
         .as_deref()
-        .map(tessera_server::hashing::client_secret_hash);
+        .map(tessera_app::hashing::client_secret_hash);
     s.state()
         .store
         .create_client(Client {
@@ -951,8 +951,8 @@ async fn default_client_is_created_once_and_kept() {
     assert_eq!(c.grant_types, ["refresh_token", "password"]);
     // Idempotent, also when racing.
     let (a, b) = tokio::join!(
-        tessera_server::ensure_default_client(store.as_ref(), "tessera", 1),
-        tessera_server::ensure_default_client(store.as_ref(), "tessera", 2),
+        tessera_app::ensure_default_client(store.as_ref(), "tessera", 1),
+        tessera_app::ensure_default_client(store.as_ref(), "tessera", 2),
     );
     a.unwrap();
     b.unwrap();

@@ -94,7 +94,7 @@ async fn a_rotated_key_is_fetched_on_first_sight() {
     let verifier = Verifier::connect(cfg).await.unwrap();
     let api = resource_server(&verifier).await;
     let st = s.state();
-    tessera_server::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now() - 400, 0)
+    tessera_app::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now() - 400, 0)
         .await
         .unwrap();
     st.reload_keys().await.unwrap();

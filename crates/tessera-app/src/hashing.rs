@@ -3,7 +3,7 @@
 //! refused at once (503) rather than queued without limit. Refresh and token
 //! verification never touch this pool.
 
-use crate::error::ApiError;
+use crate::error::AppError;
 use argon2::{Argon2, Params, PasswordHasher as _, PasswordVerifier as _};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -68,18 +68,18 @@ impl PasswordHasher {
     async fn on_pool<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, AppError> {
         let admitted = self
             .admit
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::overloaded())?;
+            .map_err(|_| AppError::overloaded())?;
         let running = self
             .run
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ApiError::overloaded())?;
+            .map_err(|_| AppError::overloaded())?;
         // The permits go with the job: a request dropped mid-hash (client gone,
         // timeout) must not free its slot while the hash still runs, or a flood of
         // abandoned requests would run unbounded hashes at once.
@@ -88,7 +88,7 @@ impl PasswordHasher {
             job()
         })
         .await
-        .map_err(|_| ApiError::overloaded())
+        .map_err(|_| AppError::overloaded())
     }
 
     /// Hashes running right now (never more than the configured workers).
@@ -102,7 +102,7 @@ impl PasswordHasher {
         self.admit.available_permits() == 0
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, AppError> {
         let params = self.params.clone();
         self.on_pool(move || {
             Argon2::from(&params)
@@ -110,12 +110,12 @@ impl PasswordHasher {
                 .map(|h| h.to_string())
         })
         .await?
-        .map_err(|_| ApiError::bad_request("password cannot be hashed"))
+        .map_err(|_| AppError::invalid_request("password cannot be hashed"))
     }
 
     /// Checks `password` against `hash`, or against a dummy hash when there is no
     /// user, so both paths take the same time. Returns false for the dummy.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, AppError> {
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
         let ok = self
@@ -201,7 +201,7 @@ mod tests {
         assert!(abandoned.is_err(), "the hash should outlast the timeout");
         assert_eq!(h.running(), 1, "the hash still runs and holds its worker");
         let e = h.verify("another".into(), None).await.unwrap_err();
-        assert_eq!(e.code, "overloaded");
+        assert_eq!(e.kind, crate::ErrorKind::Overloaded);
         while h.running() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -220,7 +220,7 @@ mod tests {
         let mut refused = 0;
         for t in tasks {
             if let Err(e) = t.await.unwrap() {
-                assert_eq!(e.code, "overloaded");
+                assert_eq!(e.kind, crate::ErrorKind::Overloaded);
                 assert_eq!(e.retry_after, Some(1));
                 refused += 1;
             }

@@ -1,4 +1,4 @@
-//! Signing keys over time (SPEC §7): loading them at start-up and on every reload,
+//! Signing keys over time: loading them at start-up and on every reload,
 //! creating the first one, rotating, and dropping keys whose last token expired.
 //!
 //! A rotation publishes the next key at once and lets it sign only after the JWKS
@@ -103,4 +103,26 @@ pub async fn rotate_keys(
         store.retire_key(&k.kid, activates_at).await.map_err(err)?;
     }
     Ok(new)
+}
+
+impl crate::App {
+    /// Rotates the signing key (see [`rotate_keys`]): the new key is published at
+    /// once and signs after the JWKS cache lifetime. Recorded in the audit trail.
+    pub async fn rotate_signing_key(&self, caller: &crate::Caller) -> crate::AppResult<StoredKey> {
+        let key = rotate_keys(
+            self.store.as_ref(),
+            &self.key_source,
+            self.now(),
+            self.settings.jwks_max_age,
+        )
+        .await
+        .map_err(|e| crate::AppError::new(crate::ErrorKind::Internal, e))?;
+        let detail = format!(
+            "kid={} alg={} signs_from={}",
+            key.kid, key.alg, key.activates_at
+        );
+        self.audit("key_rotated", None, None, caller, Some(detail))
+            .await;
+        Ok(key)
+    }
 }

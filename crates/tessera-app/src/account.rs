@@ -1,0 +1,149 @@
+//! The signed-in user's own account: profile, password, sessions.
+
+use crate::error::{AppError, AppResult};
+use crate::sessions::{Ending, SessionSet};
+use crate::{App, Caller};
+use std::sync::Arc;
+use tessera_core::model::{RevokeReason, UserPatch};
+use tessera_core::validate;
+use tessera_core::{Session, User};
+use uuid::Uuid;
+
+/// A profile change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfileChange<'a> {
+    pub email: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub fullname: Option<&'a str>,
+}
+
+impl App {
+    /// Changes the user's email, username or full name.
+    pub async fn update_profile(
+        &self,
+        user: Uuid,
+        change: ProfileChange<'_>,
+        caller: &Caller,
+    ) -> AppResult<User> {
+        // A taken email or username answers 409, as registration does; changing them
+        // therefore spends the registration budget, so it is no cheaper way to probe.
+        if change.email.is_some() || change.username.is_some() {
+            self.throttle_ip("register", self.settings.throttle.register_ip, caller)
+                .await?;
+        }
+        let patch = UserPatch {
+            email: change.email.map(validate::email).transpose()?,
+            username: change.username.map(validate::username).transpose()?,
+            fullname: change.fullname.map(validate::fullname).transpose()?,
+        };
+        Ok(self.store.update_user(user, patch).await?)
+    }
+
+    /// Changes `user`'s password after checking the current one; every session of
+    /// the user but `current_session` (the one asking) ends.
+    pub async fn change_password(
+        self: &Arc<Self>,
+        user: &User,
+        current_session: Uuid,
+        current_password: String,
+        new_password: String,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        validate::password(&new_password)
+            .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
+        let wrong = || AppError::forbidden("the current password is incorrect");
+        if current_password
+            .chars()
+            .nth(validate::PASSWORD_MAX_CHARS)
+            .is_some()
+        {
+            return Err(wrong());
+        }
+        let record = self
+            .store
+            .get_user(user.id)
+            .await?
+            .ok_or_else(|| AppError::invalid_token("no such user"))?;
+        // A stolen access token must not turn this into an unthrottled password oracle:
+        // checks count against the same limits as logins to the account.
+        self.throttle_login(&user.username, caller).await?;
+        if !self
+            .hasher
+            .verify(current_password, Some(record.password_hash))
+            .await?
+        {
+            self.audit(
+                "password_change_failed",
+                Some(user.id),
+                Some(current_session),
+                caller,
+                None,
+            )
+            .await;
+            return Err(wrong());
+        }
+        self.login_succeeded(&user.username, caller).await;
+        let hash = self.hasher.hash(new_password).await?;
+        self.replace_password(user.id, hash, Some(current_session), None, caller.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a new password hash and ends every session of the user but `keep`
+    /// (returned).
+    /// The two writes belong together: they run in their own task so a request
+    /// timeout or a dropped connection cannot stop between them.
+    pub(crate) async fn replace_password(
+        self: &Arc<Self>,
+        user: Uuid,
+        hash: String,
+        keep: Option<Uuid>,
+        detail: Option<String>,
+        caller: Caller,
+    ) -> AppResult<Vec<Uuid>> {
+        let app = self.clone();
+        let writes = tokio::spawn(async move {
+            app.store.set_password_hash(user, &hash).await?;
+            let ending = Ending {
+                sessions: SessionSet::AllOf { user, except: keep },
+                reason: RevokeReason::PasswordChanged,
+                event: "password_changed",
+                user: Some(user),
+                session: keep,
+                detail,
+            };
+            app.end_sessions(ending, &caller).await
+        });
+        writes.await.map_err(|_| AppError::overloaded())?
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_sessions(&self, user: Uuid) -> AppResult<Vec<Session>> {
+        Ok(self.store.list_user_sessions(user, self.now()).await?)
+    }
+
+    /// Ends one of the user's own live sessions; another user's or an ended
+    /// session is "not found".
+    pub async fn revoke_own_session(
+        &self,
+        user: Uuid,
+        sid: Uuid,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        let missing = || AppError::not_found("no such session");
+        let (session, _) = self.store.get_session(sid).await?.ok_or_else(missing)?;
+        if session.user_id != user || !session.is_active(self.now()) {
+            return Err(missing());
+        }
+        let ending = Ending {
+            sessions: SessionSet::One(sid),
+            reason: RevokeReason::UserRequest,
+            event: "session_revoked",
+            user: Some(user),
+            session: Some(sid),
+            detail: None,
+        };
+        self.end_sessions(ending, caller).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! The one way a session ends. Logout (every scope), reuse detection, a password
+//! change or reset, an operator's revoke, disable or delete, and OAuth token
+//! revocation all call [`App::end_sessions`]: it revokes the sessions (which lists
+//! them in the revocation feed until their last access token has expired) and
+//! records the audit event. Effects that must follow every ending belong here.
+
+use crate::error::AppResult;
+use crate::{App, Caller};
+use tessera_core::model::RevokeReason;
+use uuid::Uuid;
+
+/// Which sessions end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSet {
+    One(Uuid),
+    /// Every live session of `user`, except `except` (the caller's own, for
+    /// "sign out everywhere else" and a password change).
+    AllOf {
+        user: Uuid,
+        except: Option<Uuid>,
+    },
+}
+
+/// A request to end sessions, and how the audit trail records it.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub sessions: SessionSet,
+    pub reason: RevokeReason,
+    /// The audit event's kind (`logout`, `refresh_reuse`, `password_changed`, ...).
+    pub event: &'static str,
+    /// The user and session the event is about.
+    pub user: Option<Uuid>,
+    pub session: Option<Uuid>,
+    pub detail: Option<String>,
+}
+
+impl App {
+    /// How long a revoked session stays in the revocation feed: until the last
+    /// access token issued for it has expired everywhere.
+    pub fn feed_until(&self, now: i64) -> i64 {
+        now + self.settings.access_ttl + self.settings.leeway
+    }
+
+    /// Ends the sessions `ending` names and records its event: for one session
+    /// only when it was still live, for a user's sessions always (with the count).
+    /// Returns the ids of the sessions that ended now.
+    pub async fn end_sessions(&self, ending: Ending, caller: &Caller) -> AppResult<Vec<Uuid>> {
+        let now = self.now();
+        let until = self.feed_until(now);
+        let (ended, detail) = match ending.sessions {
+            SessionSet::One(sid) => {
+                let ended = self
+                    .store
+                    .revoke_session(sid, now, ending.reason, until)
+                    .await?;
+                if !ended {
+                    return Ok(Vec::new());
+                }
+                (vec![sid], ending.detail)
+            }
+            SessionSet::AllOf { user, except } => {
+                let ended = self
+                    .store
+                    .revoke_user_sessions(user, except, now, ending.reason, until)
+                    .await?;
+                let count = format!("{} sessions revoked", ended.len());
+                let detail = match ending.detail {
+                    Some(d) => format!("{d}; {count}"),
+                    None => count,
+                };
+                (ended, Some(detail))
+            }
+        };
+        self.audit(ending.event, ending.user, ending.session, caller, detail)
+            .await;
+        Ok(ended)
+    }
+}
