@@ -335,15 +335,23 @@ impl App {
     /// session stops working on Tessera's own endpoints immediately.
     pub async fn authenticate(&self, token: &str) -> AppResult<Authenticated> {
         let now = self.now();
-        let claims = self
-            .key_set()
-            .verify(token, &self.verify_options, now)
-            .map_err(|e| match e {
-                TokenError::Expired => {
-                    AppError::invalid_token("the access token expired; refresh it")
-                }
-                TokenError::Invalid(why) => AppError::invalid_token(why),
-            })?;
+        let claims = match self.verified.get(token, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = self
+                    .key_set()
+                    .verify(token, &self.verify_options, now)
+                    .map_err(|e| match e {
+                        TokenError::Expired => {
+                            AppError::invalid_token("the access token expired; refresh it")
+                        }
+                        TokenError::Invalid(why) => AppError::invalid_token(why),
+                    })?;
+                self.verified
+                    .insert(token, &claims, self.verify_options.leeway, now);
+                claims
+            }
+        };
         let ended = || AppError::invalid_token("the session of this access token has ended");
         let sid = Uuid::parse_str(&claims.sid).map_err(|_| ended())?;
         let (session, user) = self.store.get_session(sid).await?.ok_or_else(ended)?;

@@ -21,6 +21,7 @@ mod keys;
 pub mod metrics;
 mod sessions;
 pub mod throttle;
+mod token_cache;
 mod tokens;
 
 use std::sync::{Arc, RwLock};
@@ -109,6 +110,7 @@ pub struct App {
     pub metrics: metrics::Metrics,
     pub throttle: throttle::Throttle,
     verify_options: VerifyOptions,
+    verified: token_cache::VerifiedTokens,
 }
 
 impl App {
@@ -132,6 +134,7 @@ impl App {
             key_source,
             metrics: metrics::Metrics::default(),
             throttle: throttle::Throttle::new(refresh_secret),
+            verified: token_cache::VerifiedTokens::default(),
         })
     }
 
@@ -144,7 +147,12 @@ impl App {
     /// whose last token has expired.
     pub async fn reload_keys(&self) -> Result<(), String> {
         let set = load_key_set(self.store.as_ref(), &self.key_source, self.now()).await?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        // A key that is gone takes its tokens' cached verifications with it.
+        if keys.jwks_json() != set.jwks_json() {
+            self.verified.clear();
+        }
+        *keys = Arc::new(set);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use crate::validate::LoginKey;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken; names the field (`email`, `username`).
     #[error("{0} is already taken")]

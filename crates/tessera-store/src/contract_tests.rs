@@ -120,6 +120,7 @@ contract!(
     sessions_are_read_back_with_their_user,
     rotate_session_is_compare_and_set,
     concurrent_rotations_have_exactly_one_winner,
+    rotations_arriving_together_are_each_compare_and_set,
     revoke_session_is_idempotent_and_feeds_the_revocation_list,
     revoke_user_sessions_with_and_without_keep,
     list_user_sessions_skips_revoked_and_expired,
@@ -445,6 +446,62 @@ async fn concurrent_rotations_have_exactly_one_winner(s: &dyn Store) {
         .count();
     assert_eq!(wins, 1);
     assert_eq!(counter(s, id).await, from + 1);
+}
+
+/// Rotations that arrive together (and so share a group commit) still succeed or
+/// fail one by one: per session exactly one caller presenting the current counter
+/// wins, stale counters and revoked sessions lose, and each winner's values land.
+async fn rotations_arriving_together_are_each_compare_and_set(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(session(s, alice.id, T0 + i).await.id);
+    }
+    // Session 0 is one step ahead: presenting counter 0 for it is stale.
+    assert!(
+        s.rotate_session(ids[0], 0, T0 + 1, T0 + 3_601)
+            .await
+            .unwrap()
+    );
+    let revoked = ids[19];
+    assert!(
+        s.revoke_session(revoked, T0 + 2, RevokeReason::Logout, T0 + 900)
+            .await
+            .unwrap()
+    );
+    let mut calls = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        // Three callers per session, as three tabs refreshing at once.
+        for _ in 0..3 {
+            calls.push((
+                i,
+                s.rotate_session(*id, 0, T0 + 100 + i as i64, T0 + 5_000 + i as i64),
+            ));
+        }
+    }
+    // Session 0 is also presented with its current counter, by two callers.
+    for _ in 0..2 {
+        calls.push((0, s.rotate_session(ids[0], 1, T0 + 200, T0 + 6_000)));
+    }
+    let (which, futures): (Vec<usize>, Vec<_>) = calls.into_iter().unzip();
+    let results = join_all(futures).await;
+    let mut wins = vec![0; ids.len()];
+    for (i, r) in which.into_iter().zip(results) {
+        if r.expect("rotation must not fail") {
+            wins[i] += 1;
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let want = if *id == revoked { 0 } else { 1 };
+        assert_eq!(wins[i], want, "session {i}");
+    }
+    assert_eq!(counter(s, ids[0]).await, 2);
+    let (s0, _) = s.get_session(ids[0]).await.unwrap().unwrap();
+    assert_eq!((s0.rotated_at, s0.idle_expires_at), (T0 + 200, T0 + 6_000));
+    let (s7, _) = s.get_session(ids[7]).await.unwrap().unwrap();
+    assert_eq!(s7.counter, 1);
+    assert_eq!((s7.rotated_at, s7.idle_expires_at), (T0 + 107, T0 + 5_007));
+    assert_eq!(counter(s, revoked).await, 0);
 }
 
 async fn revoke_session_is_idempotent_and_feeds_the_revocation_list(s: &dyn Store) {

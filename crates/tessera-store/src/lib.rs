@@ -4,6 +4,7 @@
 mod postgres;
 mod rows;
 mod sqlite;
+mod sqlite_fast;
 
 #[cfg(test)]
 mod contract_tests;

@@ -52,6 +52,69 @@ impl Default for PgPoolSettings {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Rotations waiting for the next group commit (see [`rotation_batcher`]).
+    rotations: tokio::sync::mpsc::UnboundedSender<Rotation>,
+}
+
+struct Rotation {
+    id: Uuid,
+    from: i64,
+    now: i64,
+    idle_expires_at: i64,
+    reply: tokio::sync::oneshot::Sender<StoreResult<bool>>,
+}
+
+/// Most rotations applied by one statement.
+const MAX_BATCH: usize = 256;
+
+/// Group commit for rotations: one task takes every rotation that arrived while
+/// the previous batch ran and applies them with one statement — one round trip and
+/// one WAL flush for the lot. Each row is still its own compare-and-set
+/// (`counter = from`); a caller is answered only after the statement committed.
+async fn rotation_batcher(pool: PgPool, mut queue: tokio::sync::mpsc::UnboundedReceiver<Rotation>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
+        let froms: Vec<i64> = batch.iter().map(|r| r.from).collect();
+        let nows: Vec<i64> = batch.iter().map(|r| r.now).collect();
+        let idles: Vec<i64> = batch.iter().map(|r| r.idle_expires_at).collect();
+        // A session named twice in one batch (two requests presenting the same
+        // token) is updated once; RETURNING says which (id, from) pair won.
+        let result = sqlx::query(
+            "UPDATE sessions AS s SET counter = s.counter + 1, rotated_at = v.now, \
+             last_used_at = v.now, idle_expires_at = v.idle \
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, from_counter, now, idle) \
+             WHERE s.id = v.id AND s.counter = v.from_counter AND s.revoked_at IS NULL \
+             RETURNING s.id, v.from_counter",
+        )
+        .bind(&ids)
+        .bind(&froms)
+        .bind(&nows)
+        .bind(&idles)
+        .fetch_all(&pool)
+        .await;
+        match result {
+            Ok(rows) => {
+                let mut won: Vec<(Uuid, i64)> = rows
+                    .iter()
+                    .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+                    .collect();
+                for job in batch.drain(..) {
+                    let hit = won.iter().position(|w| *w == (job.id, job.from));
+                    if let Some(i) = hit {
+                        won.swap_remove(i);
+                    }
+                    let _ = job.reply.send(Ok(hit.is_some()));
+                }
+            }
+            Err(e) => {
+                let e = map_err(e);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 fn migrator() -> Migrator {
@@ -100,7 +163,9 @@ impl PostgresStore {
             pool.close().await;
             return Err(StoreError::Other(format!("migration failed: {e}")));
         }
-        Ok(Self { pool })
+        let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(rotation_batcher(pool.clone(), queue));
+        Ok(Self { pool, rotations })
     }
 }
 
@@ -334,20 +399,20 @@ impl Store for PostgresStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
-        // One statement: concurrent callers queue on the row lock, and each re-checks
-        // `counter` against the committed row, so exactly one moves it.
-        let r = sqlx::query(
-            "UPDATE sessions SET counter = counter + 1, rotated_at = $3, last_used_at = $3, \
-             idle_expires_at = $4 WHERE id = $1 AND counter = $2 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(from as i64)
-        .bind(now)
-        .bind(idle_expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Rotation {
+            id,
+            from: from as i64,
+            now,
+            idle_expires_at,
+            reply,
+        };
+        self.rotations
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the rotation batcher stopped".into()))?
     }
 
     async fn revoke_session(

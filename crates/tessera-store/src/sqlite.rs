@@ -1,6 +1,7 @@
 //! SQLite: one writer connection (SQLite serialises writers anyway) and a small
 //! pool of readers, in WAL mode so readers never wait for the writer.
 
+use crate::sqlite_fast::FastPath;
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -10,7 +11,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr};
 use std::borrow::Cow;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tessera_core::model::*;
 use tessera_core::store::StoreResult;
@@ -35,6 +38,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Inline session reads and group-committed rotations (none for an
+    /// in-memory database, which other connections cannot see).
+    fast: Option<Arc<FastPath>>,
 }
 
 fn migrator() -> Migrator {
@@ -77,13 +83,24 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let file = opts.get_filename().to_path_buf();
+        let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .acquire_timeout(acquire_timeout)
             .connect_with(opts.read_only(true))
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, reader })
+        let fast = if in_memory {
+            None
+        } else {
+            Some(Arc::new(FastPath::start(&file)?))
+        };
+        Ok(Self {
+            writer,
+            reader,
+            fast,
+        })
     }
 }
 
@@ -130,6 +147,9 @@ fn session_from(row: &SqliteRow) -> StoreResult<Session> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
+        if let Some(fast) = &self.fast {
+            fast.close();
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -280,6 +300,9 @@ impl Store for SqliteStore {
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, User)>> {
+        if let Some(fast) = &self.fast {
+            return fast.get_session(id);
+        }
         let row = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
              s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
@@ -303,6 +326,9 @@ impl Store for SqliteStore {
         now: i64,
         idle_expires_at: i64,
     ) -> StoreResult<bool> {
+        if let Some(fast) = &self.fast {
+            return fast.rotate(id, from, now, idle_expires_at).await;
+        }
         let r = sqlx::query(
             "UPDATE sessions SET counter = counter + 1, rotated_at = ?, last_used_at = ?, idle_expires_at = ? \
              WHERE id = ? AND counter = ? AND revoked_at IS NULL",

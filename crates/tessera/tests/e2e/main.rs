@@ -5,6 +5,7 @@ mod api;
 mod attacks;
 mod binary;
 mod cli;
+mod crash;
 mod hostile;
 mod instances;
 mod keys;
