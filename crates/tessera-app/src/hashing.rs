@@ -44,8 +44,62 @@ pub struct PasswordHasher {
     admit: Arc<Semaphore>,
     run: Arc<Semaphore>,
     workers: usize,
+    threads: HashThreads,
     /// Hash checked for unknown users so that a miss costs what a hit costs.
     dummy_hash: String,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash. They run at a lower CPU priority than the rest of the
+/// server, so on a machine whose cores are all busy hashing a login flood, token
+/// verification and refreshes still get the CPU first; when nothing else runs,
+/// hashing gets all of it.
+struct HashThreads {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// How much lower than the server's other threads hashing runs (a `nice` step).
+const HASH_NICENESS: i32 = 10;
+
+impl HashThreads {
+    fn start(workers: usize) -> Result<Self, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("tessera-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
+        }
+        Ok(Self { jobs: tx })
+    }
+
+    fn run(&self, job: Job) -> Result<(), AppError> {
+        self.jobs.send(job).map_err(|_| AppError::overloaded())
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: niceness is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, HASH_NICENESS) != 0 {
+            tracing::debug!("could not lower the hashing threads' priority");
+        }
+    }
 }
 
 impl PasswordHasher {
@@ -61,6 +115,7 @@ impl PasswordHasher {
             admit: Arc::new(Semaphore::new(s.workers.max(1) + s.queue)),
             run: Arc::new(Semaphore::new(s.workers.max(1))),
             workers: s.workers.max(1),
+            threads: HashThreads::start(s.workers.max(1))?,
             dummy_hash,
         })
     }
@@ -83,12 +138,12 @@ impl PasswordHasher {
         // The permits go with the job: a request dropped mid-hash (client gone,
         // timeout) must not free its slot while the hash still runs, or a flood of
         // abandoned requests would run unbounded hashes at once.
-        tokio::task::spawn_blocking(move || {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.threads.run(Box::new(move || {
             let _permits = (admitted, running);
-            job()
-        })
-        .await
-        .map_err(|_| AppError::overloaded())
+            let _ = reply.send(job());
+        }))?;
+        answer.await.map_err(|_| AppError::overloaded())
     }
 
     /// Hashes running right now (never more than the configured workers).
