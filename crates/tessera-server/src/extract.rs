@@ -4,7 +4,6 @@
 use crate::AppState;
 use crate::cookies;
 use crate::error::ApiError;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -15,97 +14,153 @@ use tessera_app::{Authenticated, Caller};
 use tessera_core::{Session, User};
 use tessera_jose::AccessClaims;
 
-/// A JSON body whose every rejection is a JSON 4xx that never echoes a value.
+/// A JSON object body (`application/json`). Every rejection is a JSON 4xx: 415 for
+/// another content type, 413 over the body limit, 400 for anything that is not a
+/// JSON object with the fields `T` takes. No message echoes a value or names a type.
 pub struct ApiJson<T>(pub T);
-
-fn redact_values(text: &str) -> String {
-    // serde quotes the offending value after "invalid type:"/"invalid value:"; it may
-    // be a password, so keep only the field path and the expectation.
-    for marker in [
-        "invalid type: ",
-        "invalid value: ",
-        "invalid length ",
-        "unknown variant ",
-    ] {
-        if let Some(start) = text.find(marker) {
-            let end = text[start..]
-                .find(", expected")
-                .map(|i| start + i)
-                .unwrap_or(text.len());
-            return format!(
-                "{}{}{}",
-                &text[..start],
-                marker.trim_end_matches([':', ' ']),
-                &text[end..]
-            );
-        }
-    }
-    text.to_string()
-}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::unsupported_media_type());
         }
+        let bytes = read_body(req, state).await?;
+        json_object(&bytes).map(ApiJson)
     }
 }
 
-pub fn json_rejection(r: JsonRejection) -> ApiError {
-    match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("the body is not valid JSON"),
-        JsonRejection::JsonDataError(e) => {
-            let text = e.body_text();
-            let text = text
-                .trim_start_matches("Failed to deserialize the JSON body into the target type: ");
-            ApiError::bad_request(redact_values(text))
-        }
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
-        _ => ApiError::bad_request("the request body could not be read"),
-    }
-}
-
-/// An optional JSON body: an empty body is `None` (e.g. a refresh by cookie).
+/// An optional JSON object body: an empty body is `None` (e.g. a refresh by cookie).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|r| {
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::payload_too_large()
-                } else {
-                    ApiError::bad_request("the request body could not be read")
-                }
-            })?;
+        let is_json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
         if !is_json {
             return Err(ApiError::unsupported_media_type());
         }
-        match serde_json::from_slice::<T>(&bytes) {
-            Ok(v) => Ok(OptionalJson(Some(v))),
-            Err(e) if e.is_data() => Err(ApiError::bad_request(redact_values(&e.to_string()))),
-            Err(_) => Err(ApiError::bad_request("the body is not valid JSON")),
-        }
+        json_object(&bytes).map(|v| OptionalJson(Some(v)))
     }
+}
+
+/// The media type is `application/json` (parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The whole body, within the body limit.
+pub async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::bad_request("the request body could not be read")
+            }
+        })
+}
+
+const NOT_AN_OBJECT: &str = "the body must be a JSON object";
+const NOT_JSON: &str = "the body is not valid JSON";
+
+/// Parses a JSON object into `T`. Only an object is accepted: serde would also
+/// read a struct from an array of its field values, which no client means.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let json_space = |b: &&u8| matches!(**b, b' ' | b'\t' | b'\n' | b'\r');
+    if bytes.iter().find(|b| !json_space(b)) != Some(&b'{') {
+        let valid = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        let empty = bytes.iter().all(|b| json_space(&b));
+        return Err(ApiError::bad_request(if valid || empty {
+            NOT_AN_OBJECT
+        } else {
+            NOT_JSON
+        }));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        // serde_json reports some type mismatches (a number where an enum's string
+        // belongs) as syntax errors: the body decides which it is.
+        if e.inner().is_data() || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            ApiError::bad_request(describe_data_error(e.path(), e.inner()))
+        } else {
+            ApiError::bad_request(NOT_JSON)
+        }
+    })?;
+    de.end().map_err(|_| ApiError::bad_request(NOT_JSON))?;
+    Ok(value)
+}
+
+/// A message for a body that is JSON but not what the endpoint takes, built from
+/// serde's standard phrasing: the field path and the rule, never the value sent,
+/// a field name the client made up, or the name of a Rust type.
+fn describe_data_error(path: &serde_path_to_error::Path, err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    let backticked = |s: &str| s.split('`').nth(1).map(str::to_string);
+    let expected = text.split_once(", expected ").map(|(_, e)| e);
+    let rule = if let Some(rest) = text.strip_prefix("missing field ") {
+        match backticked(rest) {
+            Some(f) => format!("{f} is required"),
+            None => "a required field is missing".into(),
+        }
+    } else if let Some(rest) = text.strip_prefix("duplicate field ") {
+        match backticked(rest) {
+            Some(f) => format!("{f} appears more than once"),
+            None => "a field appears more than once".into(),
+        }
+    } else if text.starts_with("unknown field ") {
+        match expected.filter(|e| plain_words(e)) {
+            Some(e) => format!("the body has a field this endpoint does not take (it takes {e})"),
+            None => "the body has a field this endpoint does not take".into(),
+        }
+    } else {
+        match expected.filter(|e| plain_words(e)) {
+            Some(e) => format!("must be {e}"),
+            None => "is not a valid value".into(),
+        }
+    };
+    // The path ends with the offending key; for an unknown field that key is the
+    // client's own text, so it names only the object holding it.
+    let mut segments: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+    if text.starts_with("unknown field ") {
+        segments.pop();
+    }
+    let at = segments.join(".");
+    if at.is_empty() || !plain_words(&at) {
+        rule
+    } else {
+        format!("{at}: {rule}")
+    }
+}
+
+/// Text made only of lower-case words, field names and serde's list punctuation
+/// (`a string`, `one of `local`, `others``): never a Rust type name, which has
+/// capitals (`struct PatchBody`) or paths (`a::B`).
+fn plain_words(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with("struct ")
+        && !s.starts_with("enum ")
+        && !s.contains("::")
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _.,`-".contains(&b))
 }
 
 /// Who is calling, as far as the socket and headers say: the use cases' [`Caller`].
@@ -228,18 +283,87 @@ impl FromRequestParts<Arc<AppState>> for AccessAuth {
 
 #[cfg(test)]
 mod tests {
+    use super::json_object;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct SampleBody {
+        name: String,
+        #[serde(default)]
+        mode: Option<Mode>,
+        #[serde(default)]
+        flag: bool,
+    }
+
+    fn message(body: &str) -> String {
+        let e = json_object::<SampleBody>(body.as_bytes()).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(e.code, "invalid_request");
+        for leak in ["struct ", "enum ", "Sample", "Mode", "::", "line "] {
+            assert!(!e.description.contains(leak), "{body}: {}", e.description);
+        }
+        e.description
+    }
+
     #[test]
-    fn values_are_redacted() {
-        let t = super::redact_values(
-            "password: invalid type: integer `12345678`, expected a string at line 1",
-        );
-        assert_eq!(t, "password: invalid type, expected a string at line 1");
-        let t = super::redact_values(
-            "delivery: unknown variant `hunter22`, expected one of `both`, `body` at line 1",
+    fn only_an_object_is_accepted() {
+        assert!(json_object::<SampleBody>(br#" {"name": "x", "mode": "fast"} "#).is_ok());
+        for body in [
+            r#"["x", null, false]"#,
+            "null",
+            "12",
+            r#""x""#,
+            "true",
+            "[]",
+            "",
+        ] {
+            assert_eq!(message(body), "the body must be a JSON object", "{body}");
+        }
+        for body in ["{", "[", "nul", r#"{"name": "x"} trailing"#, "\u{c}{}"] {
+            assert_eq!(message(body), "the body is not valid JSON", "{body}");
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field_and_the_rule_never_the_value() {
+        assert_eq!(message("{}"), "name is required");
+        assert_eq!(message(r#"{"name": 12345678}"#), "name: must be a string");
+        assert_eq!(
+            message(r#"{"name": "x", "mode": "hunter22"}"#),
+            "mode: must be `fast` or `slow`"
         );
         assert_eq!(
-            t,
-            "delivery: unknown variant, expected one of `both`, `body` at line 1"
+            message(r#"{"name": "x", "mode": 3}"#),
+            "mode: is not a valid value"
         );
+        assert_eq!(
+            message(r#"{"name": "x", "flag": "yes"}"#),
+            "flag: must be a boolean"
+        );
+        assert_eq!(
+            message(r#"{"name": "x", "name": "y"}"#),
+            "name appears more than once"
+        );
+        let m = message(r#"{"name": "x", "secret-in-a-key": 1}"#);
+        assert_eq!(
+            m,
+            "the body has a field this endpoint does not take (it takes one of `name`, `mode`, `flag`)"
+        );
+        for body in [
+            r#"{"name": ["hunter22"]}"#,
+            r#"{"name": {"a": "hunter22"}}"#,
+            r#"{"name": "x", "mode": ["hunter22"]}"#,
+        ] {
+            assert!(!message(body).contains("hunter22"), "{body}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Register, login, refresh and logout: the token lifecycle.
 
+use super::openapi::{ErrorBody, UserResponse};
 use crate::AppState;
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
@@ -12,12 +13,31 @@ use serde::Deserialize;
 use std::sync::Arc;
 use tessera_app::LogoutBy;
 
+/// A new account. Unknown fields are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "username": "ada",
+    "password": "correct horse battery", "fullname": "Ada Lovelace"}))]
 pub struct RegisterBody {
+    /// Unique regardless of case; surrounding whitespace is removed. At most 254
+    /// bytes, with at most 64 before the last `@`.
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// 3 to 32 of `a-z 0-9 _ . -`; upper-case letters are lower-cased and
+    /// surrounding whitespace is removed before the check.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9_.-]{3,32}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     username: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    /// At most 128 characters and no control characters once surrounding whitespace
+    /// is removed; absent or null: none.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u001f\u007f-\u009f]{0,128}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     fullname: Option<String>,
 }
 
@@ -25,13 +45,16 @@ pub struct RegisterBody {
 #[utoipa::path(
     post,
     path = "/v1/auth/register",
+    operation_id = "register",
     tag = "auth",
     request_body = RegisterBody,
     responses(
-        (status = 201, description = "The new user", body = super::openapi::UserResponse),
-        (status = 400, description = "A field is invalid", body = super::openapi::ErrorBody),
-        (status = 409, description = "The email or username is taken", body = super::openapi::ErrorBody),
-        (status = 429, description = "Too many attempts", body = super::openapi::ErrorBody),
+        (status = 201, description = "The new user", body = UserResponse),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule", body = ErrorBody),
+        (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn register(
@@ -56,14 +79,26 @@ pub async fn register(
         .into_response())
 }
 
+/// A login. One of `login`, `email` or `username` is required (checked in that
+/// order); each may hold an email address or a username. Unknown fields are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"login": "ada", "password": "correct horse battery", "delivery": "body"}))]
 pub struct LoginBody {
+    /// An email address (contains `@`) or a username; at most 320 bytes.
     #[serde(default)]
+    #[schema(max_length = 320)]
     login: Option<String>,
+    /// Accepted in place of `login`.
     #[serde(default)]
+    #[schema(max_length = 320)]
     email: Option<String>,
+    /// Accepted in place of `login`.
     #[serde(default)]
+    #[schema(max_length = 320)]
     username: Option<String>,
+    /// At most 128 characters (a longer one is refused before any hashing).
+    #[schema(max_length = 128)]
     password: String,
     #[serde(default)]
     delivery: Delivery,
@@ -73,14 +108,23 @@ pub struct LoginBody {
 #[utoipa::path(
     post,
     path = "/v1/auth/login",
+    operation_id = "login",
     tag = "auth",
     request_body = LoginBody,
     responses(
-        (status = 200, description = "Token response; tokens in the body and/or cookies per `delivery`", body = crate::tokens::TokenBody),
-        (status = 400, description = "`invalid_request`", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
-        (status = 429, description = "Too many attempts (`Retry-After`)", body = super::openapi::ErrorBody),
-        (status = 503, description = "Overloaded (`Retry-After`)", body = super::openapi::ErrorBody),
+        (status = 200, description = "Token response; tokens in the body and/or cookies per `delivery`", body = crate::tokens::TokenBody,
+            headers(("Set-Cookie" = String, description = "The access and refresh cookies, unless `delivery` is `body`")),
+            links(
+                ("refresh" = (operation_id = "refresh", description = "Rotate the refresh token",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token", "delivery": "body"}))),
+                ("logout" = (operation_id = "logout", description = "End the session by its refresh token",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token"}))),
+            )),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, no login is given, or the login or password is too long", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: the login or password is incorrect (or the account is disabled)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: a login limit is spent", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn login(
@@ -99,8 +143,11 @@ pub async fn login(
     Ok(state.token_response(issued, body.delivery))
 }
 
+/// A refresh. Unknown fields are refused.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshBody {
+    /// The current refresh token; when absent, the refresh cookie is used.
     #[serde(default)]
     refresh_token: Option<String>,
     #[serde(default)]
@@ -130,13 +177,23 @@ fn refresh_token_from(
 #[utoipa::path(
     post,
     path = "/v1/auth/refresh",
+    operation_id = "refresh",
     tag = "auth",
     request_body(content = Option<RefreshBody>, description = "Empty when the refresh cookie is sent"),
+    security((), ("refresh_cookie" = [])),
     responses(
-        (status = 200, description = "Token response", body = crate::tokens::TokenBody),
-        (status = 400, description = "`invalid_request`", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_grant`, `refresh_token_reused` (the session is revoked)", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf` (cookie from another site)", body = super::openapi::ErrorBody),
+        (status = 200, description = "Token response (a refresh by cookie returns the new refresh token only as a cookie)", body = crate::tokens::TokenBody,
+            headers(("Set-Cookie" = String, description = "The access and refresh cookies, unless `delivery` is `body`")),
+            links(
+                ("refresh" = (operation_id = "refresh", description = "Rotate the new refresh token",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token", "delivery": "body"}))),
+            )),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or no refresh token was sent", body = ErrorBody),
+        (status = 401, description = "`invalid_grant`: the token cannot be used; `refresh_token_reused`: a superseded token, the session is now revoked", body = ErrorBody),
+        (status = 403, description = "`csrf`: a refresh cookie sent from another site", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: a non-empty body that is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the refresh limit of this address is spent", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn refresh(
@@ -163,6 +220,7 @@ pub async fn refresh(
     })
 }
 
+/// Which sessions end: this one, the user's others, or all of them.
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogoutScope {
@@ -182,10 +240,15 @@ impl From<LogoutScope> for tessera_app::LogoutScope {
     }
 }
 
+/// A logout. Unknown fields are refused.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"scope": "local"}))]
 pub struct LogoutBody {
+    /// Default `local`.
     #[serde(default)]
     scope: LogoutScope,
+    /// Names the session when no access token is sent (else the refresh cookie does).
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -195,12 +258,17 @@ pub struct LogoutBody {
     post,
     path = "/v1/auth/logout",
     tag = "auth",
+    operation_id = "logout",
     request_body(content = Option<LogoutBody>, description = "Optional; by access token, or by refresh token in the body or cookie"),
-    security((), ("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = []), ("refresh_cookie" = []), ()),
     responses(
-        (status = 204, description = "Logged out; cookies cleared"),
-        (status = 401, description = "`invalid_token`, `invalid_grant`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`csrf`", body = super::openapi::ErrorBody),
+        (status = 204, description = "Logged out; cookies cleared (except with scope `others`)",
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh cookies"))),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: no token was sent, or the access token is not valid; `invalid_grant`: the refresh token cannot be used; `refresh_token_reused`: a superseded refresh token, the session is now revoked", body = ErrorBody),
+        (status = 403, description = "`csrf`: a cookie sent from another site", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: a non-empty body that is not `application/json`", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn logout(

@@ -1,9 +1,11 @@
 //! The signed-in user's own account: profile, password, sessions.
 
+use super::openapi::{ErrorBody, UserResponse};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AccessAuth, ApiJson, ClientInfo};
 use crate::tokens::UserView;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,24 +19,40 @@ use uuid::Uuid;
 #[utoipa::path(
     get,
     path = "/v1/me",
+    operation_id = "get_me",
     tag = "me",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
-        (status = 200, description = "The user", body = super::openapi::UserResponse),
-        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+        (status = 200, description = "The user", body = UserResponse),
+        (status = 401, description = "`invalid_token`: no access token, or one that is not valid or whose session has ended", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn get_me(auth: AccessAuth) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "user": UserView::from(&auth.user) }))
 }
 
+/// The fields to change; absent or null fields stay as they are. Unknown fields
+/// are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"fullname": "Ada King"}))]
 pub struct PatchBody {
+    /// As at registration: unique regardless of case, at most 254 bytes.
     #[serde(default)]
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    /// As at registration: 3 to 32 of `a-z 0-9 _ . -`, lower-cased, trimmed.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9_.-]{3,32}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     username: Option<String>,
+    /// At most 128 characters and no control characters once trimmed; `""` clears it.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u001f\u007f-\u009f]{0,128}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     fullname: Option<String>,
 }
 
@@ -42,15 +60,19 @@ pub struct PatchBody {
 #[utoipa::path(
     patch,
     path = "/v1/me",
+    operation_id = "update_me",
     tag = "me",
     request_body = PatchBody,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
-        (status = 200, description = "The updated user", body = super::openapi::UserResponse),
-        (status = 400, description = "A field is invalid", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
-        (status = 409, description = "The email or username is taken", body = super::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`: email/username changes share the registration limit", body = super::openapi::ErrorBody),
+        (status = 200, description = "The updated user", body = UserResponse),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: email/username changes share the registration limit", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn patch_me(
@@ -70,9 +92,16 @@ pub async fn patch_me(
     ))
 }
 
+/// A password change. Unknown fields are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery",
+    "new_password": "correct horse battery staple"}))]
 pub struct PasswordBody {
+    /// A wrong one (or one over 128 characters) is answered 403.
     current_password: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }
 
@@ -80,15 +109,18 @@ pub struct PasswordBody {
 #[utoipa::path(
     post,
     path = "/v1/me/password",
+    operation_id = "change_password",
     tag = "me",
     request_body = PasswordBody,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
         (status = 204, description = "Changed"),
-        (status = 400, description = "The new password is invalid", body = super::openapi::ErrorBody),
-        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
-        (status = 403, description = "`forbidden`: the current password is incorrect (not a token problem, so no refresh helps)", body = super::openapi::ErrorBody),
-        (status = 429, description = "`rate_limited`", body = super::openapi::ErrorBody),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or the new password breaks its rule", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the current password is incorrect (not a token problem, so no refresh helps); `csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: password checks share the login limits", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn change_password(
@@ -110,14 +142,21 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// One live session of the user.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: String,
+    /// The earlier of the idle and the absolute expiry.
+    #[schema(format = DateTime)]
     expires_at: String,
     user_agent: Option<String>,
     ip: Option<String>,
+    /// The session of the access token making this request.
     current: bool,
 }
 
@@ -125,11 +164,13 @@ pub struct SessionView {
 #[utoipa::path(
     get,
     path = "/v1/me/sessions",
+    operation_id = "list_sessions",
     tag = "me",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
         (status = 200, description = "Sessions", body = Vec<SessionView>),
-        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn list_sessions(
@@ -157,22 +198,30 @@ pub async fn list_sessions(
 #[utoipa::path(
     delete,
     path = "/v1/me/sessions/{id}",
+    operation_id = "revoke_session",
     tag = "me",
-    params(("id" = String, Path, description = "Session id")),
-    security(("bearer" = [])),
+    params(("id" = String, Path, format = "uuid", description = "Session id (a hyphenated UUID; anything else is not found)")),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "`invalid_token`", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such live session of this user", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such live session of this user", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn delete_session(
     State(state): State<Arc<AppState>>,
     auth: AccessAuth,
     client: ClientInfo,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    let sid = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such session"))?;
+    // Only the hyphenated form the API hands out names a session.
+    let sid = id
+        .ok()
+        .filter(|Path(id)| id.len() == 36)
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or_else(|| ApiError::not_found("no such session"))?;
     state.revoke_own_session(auth.user.id, sid, &client).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

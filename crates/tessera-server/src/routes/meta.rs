@@ -1,7 +1,9 @@
 //! Keys, the revocation feed, and health.
 
+use super::openapi::{ErrorBody, RevocationFeed};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +15,10 @@ use std::sync::Arc;
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",
+    operation_id = "jwks",
     tag = "meta",
-    responses((status = 200, description = "JWK Set", body = serde_json::Value))
+    responses((status = 200, description = "JWK Set", body = JwkSet,
+        headers(("Cache-Control" = String, description = "`public, max-age=<jwks_max_age>`"))))
 )]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let body = state.key_set().jwks_json().to_string();
@@ -36,8 +40,9 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "meta",
-    responses((status = 200, description = "Alive", body = serde_json::Value))
+    responses((status = 200, description = "Alive", body = Status))
 )]
 pub async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok" }))
@@ -47,10 +52,11 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "meta",
     responses(
-        (status = 200, description = "Ready", body = serde_json::Value),
-        (status = 503, description = "The database is not reachable", body = super::openapi::ErrorBody),
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "`overloaded`: the database is not reachable", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -75,22 +81,34 @@ const FEED_PAGE: u32 = 1000;
 #[utoipa::path(
     get,
     path = "/v1/revocations",
+    operation_id = "revocations",
     tag = "meta",
-    params(("since" = Option<String>, Query, description = "The cursor of the previous page; omit to start")),
+    params(("since" = Option<String>, Query, pattern = "^[0-9]*$",
+        description = "The `cursor` of the previous page (decimal digits); omit it, or leave it empty, to start")),
     responses(
-        (status = 200, description = "One page of the feed", body = super::openapi::RevocationFeed),
-        (status = 400, description = "`since` is not a cursor", body = super::openapi::ErrorBody),
+        (status = 200, description = "One page of the feed", body = RevocationFeed),
+        (status = 400, description = "`invalid_request`: `since` is not a cursor", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn revocations(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::bad_request("the query string is malformed"));
+    };
     let since = match q.get("since").map(String::as_str) {
         None | Some("") => 0,
-        Some(s) => s.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-            ApiError::bad_request("since must be a cursor returned by this endpoint")
-        })?,
+        Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => {
+            // Beyond the largest cursor there is nothing newer to list.
+            s.parse::<i64>().unwrap_or(i64::MAX)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "since must be a cursor returned by this endpoint",
+            ));
+        }
     };
     let rows = state
         .store
@@ -104,4 +122,38 @@ pub async fn revocations(
     Ok(axum::Json(
         json!({ "cursor": cursor.to_string(), "revoked": revoked }),
     ))
+}
+
+/// `{"status": ...}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Status {
+    /// `ok` (alive) or `ready`.
+    #[schema(pattern = "^(ok|ready)$")]
+    status: String,
+}
+
+/// A JWK Set (RFC 7517 §5): the public keys that verify access tokens.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct JwkSet {
+    /// Public JWKs with `kty`, `kid`, `alg` and `use`; never a private or symmetric key.
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<serde_json::Value>,
+}
+
+/// Prometheus metrics (OpenMetrics text): requests and latencies per route, logins,
+/// refreshes, reuse detections, rate-limit hits, active sessions.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
+        (status = 500, description = "`server_error`: the metrics could not be encoded", body = ErrorBody),
+    )
+)]
+pub async fn metrics(state: State<Arc<AppState>>) -> Response {
+    crate::metrics::render(state).await
 }

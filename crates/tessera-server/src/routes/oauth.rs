@@ -14,21 +14,41 @@ use tessera_app::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
 use tessera_core::RefreshDecision;
 use utoipa::ToSchema;
 
-/// `POST /oauth/token` parameters (RFC 6749 §4.3.2, §6, §2.3.1).
+/// `POST /oauth/token` parameters (RFC 6749 §4.3.2, §6, §2.3.1). Unknown parameters
+/// are ignored, a repeated one is refused, and an empty one counts as absent.
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"grant_type": "password", "username": "ada", "password": "correct horse battery"}))]
 pub struct TokenRequest {
-    /// `refresh_token` or `password`.
+    /// `password` only while the password grant is enabled (see discovery).
+    #[schema(required = true, nullable = false, value_type = GrantType)]
     grant_type: Option<String>,
+    /// Required by `grant_type=refresh_token`.
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
-    /// An email or a username (password grant).
+    /// An email or a username; required by `grant_type=password`.
+    #[schema(nullable = false, max_length = 320)]
     username: Option<String>,
+    /// Required by `grant_type=password`.
+    #[schema(nullable = false, max_length = 128)]
     password: Option<String>,
-    /// Tessera issues tokens without scopes; a non-empty scope is refused.
+    /// Tessera issues tokens without scopes: anything but spaces is `invalid_scope`.
+    #[schema(nullable = false, pattern = "^ *$")]
     scope: Option<String>,
     /// Identifies the client (`none` and `client_secret_post`).
+    #[schema(nullable = false)]
     client_id: Option<String>,
-    /// `client_secret_post`; or use HTTP Basic (`client_secret_basic`).
+    /// `client_secret_post`; or use HTTP Basic (`client_secret_basic`), not both.
+    #[schema(nullable = false)]
     client_secret: Option<String>,
+}
+
+/// The grants of the token endpoint.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum GrantType {
+    RefreshToken,
+    Password,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -59,15 +79,25 @@ fn no_store(mut res: Response) -> Response {
 #[utoipa::path(
     post,
     path = "/oauth/token",
+    operation_id = "oauth_token",
     tag = "oauth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     security((), ("client_basic" = [])),
     responses(
-        (status = 200, description = "Tokens issued", body = OAuthTokenResponse),
-        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`", body = ErrorBody),
-        (status = 401, description = "`invalid_client`", body = ErrorBody),
-        (status = 429, description = "Too many attempts", body = ErrorBody),
-        (status = 503, description = "Overloaded", body = ErrorBody),
+        (status = 200, description = "Tokens issued", body = OAuthTokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`")),
+            links(
+                ("refresh" = (operation_id = "oauth_token", description = "Rotate the refresh token (same client)",
+                    request_body = json!({"grant_type": "refresh_token", "refresh_token": "$response.body#/refresh_token"}))),
+                ("introspect" = (operation_id = "oauth_introspect", description = "Introspect the access token (a confidential client)",
+                    request_body = json!({"token": "$response.body#/access_token"}))),
+                ("revoke" = (operation_id = "oauth_revoke", description = "End the session (same client)",
+                    request_body = json!({"token": "$response.body#/refresh_token"}))),
+            )),
+        (status = 400, description = "`invalid_request` (also for a body that is not a form), `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`; with `WWW-Authenticate: Basic` when HTTP Basic was tried", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: a login or refresh limit is spent", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn token(
@@ -118,7 +148,8 @@ pub async fn token(
 }
 
 fn no_scope(req: &TokenRequest) -> Result<(), OAuthError> {
-    match param(&req.scope).map(str::trim).filter(|s| !s.is_empty()) {
+    // RFC 6749 §3.3: scopes are separated by spaces; only spaces is no scope.
+    match param(&req.scope).filter(|s| s.bytes().any(|b| b != b' ')) {
         Some(_) => Err(OAuthError::invalid_scope(
             "Tessera issues tokens without scopes; omit scope",
         )),
@@ -127,15 +158,23 @@ fn no_scope(req: &TokenRequest) -> Result<(), OAuthError> {
 }
 
 /// `POST /oauth/revoke` and `POST /oauth/introspect` parameters (RFC 7009, 7662).
+/// Unknown parameters are ignored, a repeated one is refused, and an empty one
+/// counts as absent.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenQuery {
     /// An access token or a refresh token.
+    #[schema(required = true, nullable = false, min_length = 1)]
     token: Option<String>,
-    /// `access_token` or `refresh_token`; optional and not needed: both kinds are
-    /// told apart by their format.
+    /// Any value is accepted and none is needed: access and refresh tokens are told
+    /// apart by their format.
     #[allow(dead_code)]
+    #[schema(nullable = false)]
     token_type_hint: Option<String>,
+    /// Identifies the client (`none` and `client_secret_post`).
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    /// `client_secret_post`; or use HTTP Basic (`client_secret_basic`), not both.
+    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -149,13 +188,15 @@ pub struct TokenQuery {
 #[utoipa::path(
     post,
     path = "/oauth/revoke",
+    operation_id = "oauth_revoke",
     tag = "oauth",
     request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
     security((), ("client_basic" = [])),
     responses(
-        (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "`invalid_request`, `invalid_grant` (another client's token)", body = ErrorBody),
-        (status = 401, description = "`invalid_client`", body = ErrorBody),
+        (status = 200, description = "Revoked, or nothing to revoke (an empty body)"),
+        (status = 400, description = "`invalid_request` (also for a body that is not a form), `invalid_grant` (another client's token)", body = ErrorBody),
+        (status = 401, description = "`invalid_client`; with `WWW-Authenticate: Basic` when HTTP Basic was tried", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn revoke(
@@ -193,9 +234,9 @@ pub struct Introspection {
     iat: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
-    /// The access token's audience (string or array).
+    /// The access token's audience.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Audience>)]
     aud: Option<serde_json::Value>,
     /// Session id.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,13 +253,16 @@ pub struct Introspection {
 #[utoipa::path(
     post,
     path = "/oauth/introspect",
+    operation_id = "oauth_introspect",
     tag = "oauth",
     request_body(content = TokenQuery, content_type = "application/x-www-form-urlencoded"),
-    security(("client_basic" = [])),
+    security(("client_basic" = []), ()),
     responses(
-        (status = 200, description = "Token state", body = Introspection),
-        (status = 400, description = "`invalid_request`", body = ErrorBody),
-        (status = 401, description = "`invalid_client` (also for public clients)", body = ErrorBody),
+        (status = 200, description = "Token state", body = Introspection,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request` (also for a body that is not a form)", body = ErrorBody),
+        (status = 401, description = "`invalid_client` (also for public clients); with `WWW-Authenticate: Basic` when HTTP Basic was tried", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn introspect(
@@ -292,11 +336,14 @@ pub struct UserInfo {
 #[utoipa::path(
     get,
     path = "/oauth/userinfo",
+    operation_id = "userinfo",
     tag = "oauth",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
-        (status = 200, description = "Claims", body = UserInfo),
-        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`", body = ErrorBody),
+        (status = 200, description = "Claims", body = UserInfo,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn userinfo(auth: AccessAuth) -> Response {
@@ -307,11 +354,15 @@ pub async fn userinfo(auth: AccessAuth) -> Response {
 #[utoipa::path(
     post,
     path = "/oauth/userinfo",
+    operation_id = "userinfo_post",
     tag = "oauth",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("access_cookie" = [])),
     responses(
-        (status = 200, description = "Claims", body = UserInfo),
-        (status = 401, description = "`invalid_token`, with `WWW-Authenticate: Bearer`", body = ErrorBody),
+        (status = 200, description = "Claims", body = UserInfo,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
 pub async fn userinfo_post(auth: AccessAuth) -> Response {
@@ -409,6 +460,7 @@ fn metadata(state: &AppState) -> Response {
 #[utoipa::path(
     get,
     path = "/.well-known/openid-configuration",
+    operation_id = "openid_configuration",
     tag = "oauth",
     responses((status = 200, description = "Provider metadata", body = ServerMetadata))
 )]
@@ -420,9 +472,19 @@ pub async fn openid_configuration(State(state): State<Arc<AppState>>) -> Respons
 #[utoipa::path(
     get,
     path = "/.well-known/oauth-authorization-server",
+    operation_id = "oauth_authorization_server",
     tag = "oauth",
     responses((status = 200, description = "Server metadata", body = ServerMetadata))
 )]
 pub async fn oauth_authorization_server(State(state): State<Arc<AppState>>) -> Response {
     metadata(&state)
+}
+
+/// An access token's `aud` claim: one audience, or several.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }

@@ -10,6 +10,7 @@ mod hostile;
 mod instances;
 mod keys;
 mod oauth;
+mod openapi;
 mod ops;
 mod protect;
 mod rotation;
