@@ -336,7 +336,8 @@ impl App {
     pub async fn authenticate(&self, token: &str) -> AppResult<Authenticated> {
         let now = self.now();
         let claims = self
-            .key_set()
+            .keys_for(token)
+            .await
             .verify(token, &self.verify_options, now)
             .map_err(|e| match e {
                 TokenError::Expired => {

@@ -34,7 +34,10 @@ pub use caller::Caller;
 pub use clients::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
 pub use error::{AppError, AppResult, ErrorKind};
 pub use hashing::HashSettings;
-pub use keys::{KeySource, load_key_set, rotate_keys};
+pub use keys::{
+    KeySource, MasterOrigin, UNKNOWN_KID_RELOAD_INTERVAL, load_key_set, rotate_keys,
+    seal_stored_keys,
+};
 pub use sessions::{Ending, SessionSet};
 pub use throttle::{Limit, ThrottleSettings};
 pub use tokens::{Issued, rfc3339};
@@ -109,6 +112,7 @@ pub struct App {
     pub metrics: metrics::Metrics,
     pub throttle: throttle::Throttle,
     verify_options: VerifyOptions,
+    unknown_kid: keys::UnknownKidReload,
 }
 
 impl App {
@@ -132,6 +136,7 @@ impl App {
             key_source,
             metrics: metrics::Metrics::default(),
             throttle: throttle::Throttle::new(refresh_secret),
+            unknown_kid: keys::UnknownKidReload::default(),
         })
     }
 
