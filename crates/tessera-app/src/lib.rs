@@ -95,6 +95,7 @@ impl Settings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             leeway: self.leeway,
+            max_lifetime: self.access_ttl,
         }
     }
 }

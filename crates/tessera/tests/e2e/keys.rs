@@ -419,3 +419,30 @@ async fn a_token_naming_a_key_stored_by_another_instance_is_accepted_at_once() {
     }
     assert_eq!(s.state().unknown_kid_reloads() - before, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_living_longer_than_the_server_issues_is_refused() {
+    let s = TestServer::start().await;
+    let t = s.user("forever").await;
+    let mut claims = claims_of(&t.access);
+    claims.exp = claims.iat + 10 * 365 * 86_400;
+    // Signed by the server's own key, as one leaked with a database copy would.
+    let token = s.state().key_set().signing_key().sign(&claims).unwrap();
+    let body = expect_error(
+        s.get_auth("/v1/me", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("lifetime"),
+        "{body}"
+    );
+    // Up to the configured lifetime plus leeway is fine.
+    claims.exp = claims.iat + 15 * 60 + 30;
+    let token = s.state().key_set().signing_key().sign(&claims).unwrap();
+    assert_eq!(s.me_status(&token).await, StatusCode::OK);
+}
