@@ -289,6 +289,23 @@ async fn zero_config_seals_every_key_with_a_key_kept_in_the_data_folder() {
     for (kid, blob) in &rows {
         assert_sealed(kid, blob, &master);
     }
+    // `tessera keys list` says so too, and shows every key sealed.
+    let out = tessera()
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listed}");
+    assert!(listed.contains(&file.display().to_string()), "{listed}");
+    let at_rest: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .take(2)
+        .collect();
+    assert_eq!(at_rest, ["sealed", "sealed"], "{listed}");
     // The same contents given as TESSERA_MASTER_KEY open the same keys.
     let text = std::fs::read_to_string(&file).unwrap();
     let s = s
@@ -297,6 +314,19 @@ async fn zero_config_seals_every_key_with_a_key_kept_in_the_data_folder() {
     assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
     let banner = s.running.as_ref().unwrap().banner.clone();
     assert!(banner.contains("TESSERA_MASTER_KEY"), "{banner}");
+    let out = tessera()
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .args(["keys", "list"])
+        .env("TESSERA_MASTER_KEY", text.trim())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listed}");
+    assert!(
+        listed.contains("key-encryption key from TESSERA_MASTER_KEY"),
+        "{listed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
