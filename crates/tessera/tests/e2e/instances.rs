@@ -414,10 +414,15 @@ async fn three_at_once_agree(cfgs: [tessera::config::Config; 3], round: usize) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let login = json!({"login": name, "password": PASSWORD, "delivery": "body"});
     let mut tokens = Vec::new();
-    for b in &bases {
+    for (i, b) in bases.iter().enumerate() {
         let (status, t) = post(&http, format!("{b}/v1/auth/login"), login.clone()).await;
         assert_eq!(status, StatusCode::OK, "{t}");
         tokens.push(t["access_token"].as_str().unwrap().to_string());
+        // The refresh-token secret is shared too: the next instance rotates it.
+        let next = &bases[(i + 1) % bases.len()];
+        let body = json!({"refresh_token": t["refresh_token"], "delivery": "body"});
+        let (status, r) = post(&http, format!("{next}/v1/auth/refresh"), body).await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {r}");
     }
     for (i, token) in tokens.iter().enumerate() {
         for (j, b) in bases.iter().enumerate() {
