@@ -36,6 +36,7 @@ fn fixture() -> &'static Fixture {
                 issuer: "https://id.example".into(),
                 audience: "api".into(),
                 leeway: 30,
+                max_lifetime: 900,
             },
         }
     })
@@ -63,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(claims.aud.contains(&f.opts.audience));
             assert!(NOW < claims.exp + f.opts.leeway);
             assert!(claims.iat <= NOW + f.opts.leeway && claims.iat < claims.exp);
+            assert!(claims.exp - claims.iat <= f.opts.max_lifetime + f.opts.leeway);
             assert!(!claims.sub.is_empty() && !claims.sid.is_empty());
         }
     }

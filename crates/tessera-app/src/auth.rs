@@ -339,7 +339,8 @@ impl App {
             Some(claims) => claims,
             None => {
                 let claims = self
-                    .key_set()
+                    .keys_for(token)
+                    .await
                     .verify(token, &self.verify_options, now)
                     .map_err(|e| match e {
                         TokenError::Expired => {

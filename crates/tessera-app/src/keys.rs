@@ -1,33 +1,106 @@
 //! Signing keys over time: loading them at start-up and on every reload,
-//! creating the first one, rotating, and dropping keys whose last token expired.
+//! creating the first one, sealing them at rest, rotating, re-reading them when a
+//! token names a key this instance has not seen yet, and dropping keys whose last
+//! token expired.
 //!
 //! A rotation publishes the next key at once and lets it sign only after the JWKS
 //! cache lifetime, so every verifier already holds it; the previous key is retired
 //! at that moment and stays published until the last token it signed has expired.
+//!
+//! Every private key is stored sealed with the key-encryption key ("master key"):
+//! `TESSERA_MASTER_KEY`, or one generated into the data folder. A copy of the
+//! database alone therefore cannot sign anything.
 
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tessera_core::Store;
 use tessera_core::model::StoredKey;
-use tessera_jose::seal::MasterKey;
-use tessera_jose::{Algorithm, KeySet, LoadedKey, generate_key, hs256_key};
+use tessera_jose::seal::{self, MasterKey, SealError};
+use tessera_jose::{Algorithm, KeySet, LoadedKey, MAX_TOKEN_BYTES, generate_key, hs256_key};
 
-/// Where keys come from and how long retired ones stay published.
+/// Where the key-encryption key comes from (said in messages, never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterOrigin {
+    /// `TESSERA_MASTER_KEY`.
+    Configured,
+    /// Generated into this file of the data folder.
+    File(PathBuf),
+}
+
+impl fmt::Display for MasterOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MasterOrigin::Configured => f.write_str("TESSERA_MASTER_KEY"),
+            MasterOrigin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where keys come from, how they are sealed, and how long retired ones stay published.
 #[derive(Debug)]
 pub struct KeySource {
     pub alg: Algorithm,
     /// `ACCESS_TOKEN_SECRET`: when set, it signs (HS256) and stored keys only verify.
     pub hs256_secret: Option<Vec<u8>>,
+    /// Seals every stored private key and opens them. `None` only where nothing
+    /// is ever written (tests of the verification rules).
     pub master: Option<MasterKey>,
+    pub master_origin: MasterOrigin,
+    /// Opens keys sealed before `master` was configured (the data folder's
+    /// generated key); [`seal_stored_keys`] re-seals them with `master`.
+    pub previous_master: Option<MasterKey>,
     /// Seconds a retired key stays published: the access-token lifetime plus leeway.
     pub retire_window: i64,
 }
 
-fn err(e: impl std::fmt::Display) -> String {
+fn err(e: impl fmt::Display) -> String {
     e.to_string()
 }
 
 /// A key whose retirement is older than the last token it can have signed.
 fn expired(k: &StoredKey, src: &KeySource, now: i64) -> bool {
     k.retired_at.is_some_and(|r| r + src.retire_window <= now)
+}
+
+/// What an operator reads when a stored key cannot be opened.
+fn unseal_advice(kid: &str, src: &KeySource, e: SealError) -> String {
+    match (&e, &src.master_origin) {
+        (SealError::WrongMasterKey(_), MasterOrigin::File(path)) => format!(
+            "signing key {kid} is sealed with another key-encryption key than the one in {}; \
+             every instance on one database needs the same one: set TESSERA_MASTER_KEY on \
+             every instance (for instance to the contents of master_key.secret in the data \
+             folder of the instance that created the key)",
+            path.display()
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// The private key of `k` in plain PKCS#8, and whether it was opened with the
+/// previous master key (so it still needs re-sealing).
+fn unseal(k: &StoredKey, src: &KeySource) -> Result<(Vec<u8>, bool), String> {
+    match seal::open(&k.kid, &k.private_der, src.master.as_ref()) {
+        Ok(plain) => Ok((plain, false)),
+        Err(e) => match src
+            .previous_master
+            .as_ref()
+            .map(|prev| seal::open(&k.kid, &k.private_der, Some(prev)))
+        {
+            Some(Ok(plain)) => Ok((plain, true)),
+            _ => Err(unseal_advice(&k.kid, src, e)),
+        },
+    }
+}
+
+fn open(k: &StoredKey, src: &KeySource) -> Result<LoadedKey, String> {
+    let (plain, _) = unseal(k, src)?;
+    let plain = StoredKey {
+        private_der: plain,
+        ..k.clone()
+    };
+    LoadedKey::from_stored(&plain).map_err(|e| format!("key {}: {e}", k.kid))
 }
 
 async fn load_usable(
@@ -42,42 +115,102 @@ async fn load_usable(
             let _ = store.delete_key(&k.kid).await;
             continue;
         }
-        keys.push(
-            LoadedKey::open(&k, src.master.as_ref()).map_err(|e| format!("key {}: {e}", k.kid))?,
-        );
+        keys.push(open(&k, src)?);
     }
     Ok(keys)
 }
 
-/// Stores a newly generated key, sealed when a master key is configured.
-async fn insert_new(
-    store: &dyn Store,
-    src: &KeySource,
-    mut key: StoredKey,
-) -> Result<StoredKey, String> {
+/// A newly generated key in its stored form: sealed with the master key.
+fn sealed_new(src: &KeySource, mut key: StoredKey) -> Result<StoredKey, String> {
     if let Some(master) = &src.master {
         key.private_der = master.seal(&key.kid, &key.private_der).map_err(err)?;
     }
-    store.insert_key(key.clone()).await.map_err(err)?;
     Ok(key)
+}
+
+fn signs_at(k: &LoadedKey, alg: Algorithm, now: i64) -> bool {
+    k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
 }
 
 /// Loads every usable key; when `src.alg` has no key signing now, creates one that
 /// signs at once (first start, or a change of algorithm).
+///
+/// Instances starting together on one empty database must not each create their
+/// own first key (each would then refuse the others' tokens and publish another
+/// JWKS). So the key is stored with [`Store::insert_first_key`], which inserts it
+/// only if, at that moment, still no key of the algorithm signs — one atomic step
+/// under PostgreSQL's advisory lock or SQLite's single writer — and every instance
+/// then reads the table again and signs with whichever key was stored first.
 pub async fn load_key_set(store: &dyn Store, src: &KeySource, now: i64) -> Result<KeySet, String> {
     let mut keys = load_usable(store, src, now).await?;
     if let Some(secret) = &src.hs256_secret {
         keys.push(hs256_key(secret));
         return KeySet::new(keys, Algorithm::HS256, now).map_err(err);
     }
-    let signing_now = |k: &LoadedKey| {
-        k.alg == src.alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
-    };
-    if !keys.iter().any(signing_now) {
-        insert_new(store, src, generate_key(src.alg, now, now).map_err(err)?).await?;
+    if !keys.iter().any(|k| signs_at(k, src.alg, now)) {
+        let key = sealed_new(src, generate_key(src.alg, now, now).map_err(err)?)?;
+        store.insert_first_key(key, now).await.map_err(err)?;
         keys = load_usable(store, src, now).await?;
     }
-    KeySet::new(keys, src.alg, now).map_err(err)
+    let never_retired: Vec<String> = keys
+        .iter()
+        .filter(|k| signs_at(k, src.alg, now) && k.retired_at.is_none())
+        .map(|k| k.kid.clone())
+        .collect();
+    let set = KeySet::new(keys, src.alg, now).map_err(err)?;
+    if retire_extra_signers(store, &set, &never_retired, now).await? {
+        return KeySet::new(load_usable(store, src, now).await?, src.alg, now).map_err(err);
+    }
+    Ok(set)
+}
+
+/// Retires, as of `now`, every key in `never_retired` (keys of the algorithm that
+/// sign now and were never retired) but the one that signs: a database from
+/// before first keys were created once holds such twins, which would otherwise
+/// stay published for good. Every instance picks the same signing key, so they
+/// all retire the same others. Returns whether any was retired.
+async fn retire_extra_signers(
+    store: &dyn Store,
+    set: &KeySet,
+    never_retired: &[String],
+    now: i64,
+) -> Result<bool, String> {
+    let signing = &set.signing_key().kid;
+    let mut retired = false;
+    for kid in never_retired.iter().filter(|k| *k != signing) {
+        retired |= store.retire_key(kid, now).await.map_err(err)?;
+    }
+    if retired {
+        tracing::info!("retired signing keys that duplicated the current one");
+    }
+    Ok(retired)
+}
+
+/// Seals, in place, every stored key that is not sealed with the master key: plain
+/// keys from before sealing was the default, and keys sealed with the data
+/// folder's key before `TESSERA_MASTER_KEY` was set. Each write is a
+/// compare-and-set on the old value, so instances doing this at once are harmless
+/// and a second run changes nothing. Returns how many keys this call re-sealed.
+pub async fn seal_stored_keys(store: &dyn Store, src: &KeySource) -> Result<usize, String> {
+    let Some(master) = &src.master else {
+        return Ok(0);
+    };
+    let mut sealed = 0;
+    for k in store.list_keys().await.map_err(err)? {
+        let (plain, with_previous) = unseal(&k, src)?;
+        if seal::is_sealed(&k.private_der) && !with_previous {
+            continue;
+        }
+        let blob = master.seal(&k.kid, &plain).map_err(err)?;
+        if store
+            .replace_key_private(&k.kid, &k.private_der, &blob)
+            .await
+            .map_err(err)?
+        {
+            sealed += 1;
+        }
+    }
+    Ok(sealed)
 }
 
 /// Publishes a new key of `src.alg` now that signs from `now + publish_delay`, and
@@ -93,19 +226,65 @@ pub async fn rotate_keys(
     }
     let activates_at = now + publish_delay;
     let current = store.list_keys().await.map_err(err)?;
-    let new = insert_new(
-        store,
-        src,
-        generate_key(src.alg, now, activates_at).map_err(err)?,
-    )
-    .await?;
+    let new = sealed_new(src, generate_key(src.alg, now, activates_at).map_err(err)?)?;
+    store.insert_key(new.clone()).await.map_err(err)?;
     for k in current.iter().filter(|k| k.retired_at.is_none()) {
         store.retire_key(&k.kid, activates_at).await.map_err(err)?;
     }
     Ok(new)
 }
 
+/// How often at most a token naming an unknown `kid` makes this instance read
+/// the keys again.
+pub const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Re-reading the keys for tokens that name a `kid` this instance does not hold
+/// (a key another instance or the CLI just stored): one read at a time, which
+/// concurrent requests wait for and share, and at most one per
+/// [`UNKNOWN_KID_RELOAD_INTERVAL`], so tokens with made-up kids cannot turn into a
+/// stream of database reads.
+#[derive(Debug, Default)]
+pub(crate) struct UnknownKidReload {
+    last: tokio::sync::Mutex<Option<Instant>>,
+    count: AtomicU64,
+}
+
 impl crate::App {
+    /// The keys to verify `token` with: the current set, read again first when
+    /// the token names a key it lacks (see [`UnknownKidReload`]).
+    pub(crate) async fn keys_for(&self, token: &str) -> std::sync::Arc<KeySet> {
+        let keys = self.key_set();
+        if token.len() > MAX_TOKEN_BYTES {
+            return keys;
+        }
+        let Some(kid) = tessera_jose::token_kid(token) else {
+            return keys;
+        };
+        if keys.get(&kid).is_some() {
+            return keys;
+        }
+        let mut last = self.unknown_kid.last.lock().await;
+        let keys = self.key_set();
+        if keys.get(&kid).is_some()
+            || last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL)
+        {
+            // Found by the read another request just made, or read too recently.
+            return keys;
+        }
+        *last = Some(Instant::now());
+        self.unknown_kid.count.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.reload_keys().await {
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+        self.key_set()
+    }
+
+    /// How many times a token naming an unknown key made this instance read the
+    /// keys again.
+    pub fn unknown_kid_reloads(&self) -> u64 {
+        self.unknown_kid.count.load(Ordering::Relaxed)
+    }
+
     /// Rotates the signing key (see [`rotate_keys`]): the new key is published at
     /// once and signs after the JWKS cache lifetime. Recorded in the audit trail.
     pub async fn rotate_signing_key(&self, caller: &crate::Caller) -> crate::AppResult<StoredKey> {

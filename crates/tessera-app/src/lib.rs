@@ -35,7 +35,10 @@ pub use caller::Caller;
 pub use clients::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
 pub use error::{AppError, AppResult, ErrorKind};
 pub use hashing::HashSettings;
-pub use keys::{KeySource, load_key_set, rotate_keys};
+pub use keys::{
+    KeySource, MasterOrigin, UNKNOWN_KID_RELOAD_INTERVAL, load_key_set, rotate_keys,
+    seal_stored_keys,
+};
 pub use sessions::{Ending, SessionSet};
 pub use throttle::{Limit, ThrottleSettings};
 pub use tokens::{Issued, rfc3339};
@@ -93,6 +96,7 @@ impl Settings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             leeway: self.leeway,
+            max_lifetime: self.access_ttl,
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct App {
     pub throttle: throttle::Throttle,
     verify_options: VerifyOptions,
     verified: token_cache::VerifiedTokens,
+    unknown_kid: keys::UnknownKidReload,
 }
 
 impl App {
@@ -135,6 +140,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             throttle: throttle::Throttle::new(refresh_secret),
             verified: token_cache::VerifiedTokens::default(),
+            unknown_kid: keys::UnknownKidReload::default(),
         })
     }
 

@@ -90,6 +90,14 @@ pub trait Store: Send + Sync + 'static {
     // Keys
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
     async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+    /// Inserts `key` only if no key of its algorithm signs at `now` (activated, not
+    /// retired), as one atomic step across every instance on the database: when
+    /// several instances find no signing key at once, exactly one key is stored.
+    /// Returns whether `key` was stored.
+    async fn insert_first_key(&self, key: StoredKey, now: i64) -> StoreResult<bool>;
+    /// Replaces a key's stored private part, only if it still is `old`
+    /// (compare-and-set, so concurrent re-sealing is harmless). Returns whether it did.
+    async fn replace_key_private(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool>;
     /// Stops a key from signing (it stays published). Returns false if unknown or already retired.
     async fn retire_key(&self, kid: &str, at: i64) -> StoreResult<bool>;
     async fn delete_key(&self, kid: &str) -> StoreResult<bool>;

@@ -100,6 +100,7 @@ mod tests {
             issuer: "https://id".into(),
             audience: "api".into(),
             leeway: 30,
+            max_lifetime: 900,
         };
         for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
             let key = LoadedKey::from_stored(&generate_key(alg, NOW, NOW).unwrap()).unwrap();

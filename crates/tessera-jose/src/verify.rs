@@ -54,6 +54,11 @@ pub struct VerifyOptions {
     pub audience: String,
     /// Allowed clock difference in seconds.
     pub leeway: i64,
+    /// The longest lifetime (`exp - iat`, in seconds) the issuer gives an access
+    /// token: its access-token lifetime. A token claiming a longer one (plus the
+    /// leeway) is refused, so a leaked signing key cannot mint long-lived tokens
+    /// that would outlive the revocation feed's window.
+    pub max_lifetime: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +148,11 @@ pub(crate) fn verify_with<'k>(
     if c.exp <= c.iat {
         return Err(Invalid("the access token expires before it was issued"));
     }
+    if c.exp - c.iat > opts.max_lifetime.saturating_add(opts.leeway) {
+        return Err(Invalid(
+            "the access token's lifetime is longer than its issuer gives",
+        ));
+    }
     if c.iat > now + opts.leeway {
         return Err(Invalid("the access token was issued in the future"));
     }
@@ -171,6 +181,7 @@ mod tests {
             issuer: "https://id.example".into(),
             audience: "api".into(),
             leeway: 30,
+            max_lifetime: 900,
         }
     }
 
@@ -268,6 +279,34 @@ mod tests {
                     Err(TokenError::Invalid(_))
                 ),
                 "exp {exp} iat {iat} nbf {nbf:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lifetime_longer_than_the_issuer_gives_is_refused() {
+        let ks = set(Algorithm::EdDSA);
+        let sign = |c: AccessClaims| ks.signing_key().sign(&c).unwrap();
+        // Up to the lifetime plus the leeway: accepted.
+        for life in [1, 900, 930] {
+            let mut c = claims();
+            c.exp = NOW + life;
+            assert!(ks.verify(&sign(c), &opts(), NOW).is_ok(), "{life}");
+        }
+        // Beyond it, however well signed: refused, also with `iat` in the past.
+        for (iat, exp) in [
+            (NOW, NOW + 931),
+            (NOW, NOW + 10 * 365 * 86_400),
+            (NOW - 3_600, NOW + 600),
+        ] {
+            let mut c = claims();
+            (c.iat, c.exp) = (iat, exp);
+            assert_eq!(
+                ks.verify(&sign(c), &opts(), NOW),
+                Err(TokenError::Invalid(
+                    "the access token's lifetime is longer than its issuer gives"
+                )),
+                "iat {iat} exp {exp}"
             );
         }
     }

@@ -129,6 +129,8 @@ contract!(
     audit_events_are_recorded_and_listed,
     users_are_listed_and_deleted_with_their_sessions,
     keys_are_retired_and_deleted,
+    a_first_key_is_stored_once_per_algorithm,
+    a_key_private_part_is_replaced_by_compare_and_set,
     clients_are_created_listed_and_deleted,
     throttle_counts_hits_in_fixed_windows,
     prune_drops_only_what_has_ended,
@@ -822,6 +824,80 @@ async fn keys_are_retired_and_deleted(s: &dyn Store) {
     assert_eq!(s.list_keys().await.unwrap()[0].retired_at, Some(T0 + 5));
     assert!(s.delete_key("k1").await.unwrap());
     assert!(s.list_keys().await.unwrap().is_empty());
+}
+
+fn stored_key(kid: &str, alg: &str, activates_at: i64) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: alg.into(),
+        private_der: kid.as_bytes().to_vec(),
+        created_at: T0,
+        activates_at,
+        retired_at: None,
+    }
+}
+
+async fn a_first_key_is_stored_once_per_algorithm(s: &dyn Store) {
+    // Many instances finding no signing key at once: exactly one key is stored.
+    let tries = join_all(
+        (0..16).map(|i| s.insert_first_key(stored_key(&format!("ed{i}"), "EdDSA", T0), T0)),
+    )
+    .await;
+    let stored = tries
+        .into_iter()
+        .map(|r| r.expect("must not fail"))
+        .filter(|won| *won)
+        .count();
+    assert_eq!(stored, 1);
+    let keys = s.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let first = keys[0].kid.clone();
+
+    // Another algorithm has no signing key of its own yet.
+    assert!(
+        s.insert_first_key(stored_key("p1", "ES256", T0), T0)
+            .await
+            .unwrap()
+    );
+    // A key published for later does not sign now.
+    s.insert_key(stored_key("rs-next", "RS256", T0 + 100))
+        .await
+        .unwrap();
+    assert!(
+        s.insert_first_key(stored_key("rs1", "RS256", T0), T0)
+            .await
+            .unwrap()
+    );
+    // A retired key signs until its retirement, not after.
+    assert!(s.retire_key(&first, T0 + 10).await.unwrap());
+    assert!(
+        !s.insert_first_key(stored_key("ed-late", "EdDSA", T0 + 9), T0 + 9)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.insert_first_key(stored_key("ed-new", "EdDSA", T0 + 10), T0 + 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.list_keys().await.unwrap().len(), 5);
+}
+
+async fn a_key_private_part_is_replaced_by_compare_and_set(s: &dyn Store) {
+    s.insert_key(stored_key("k1", "EdDSA", T0)).await.unwrap();
+    let values: Vec<[u8; 1]> = (0..8).map(|i| [i]).collect();
+    let tries = join_all(values.iter().map(|v| s.replace_key_private("k1", b"k1", v))).await;
+    let wins: Vec<usize> = tries
+        .into_iter()
+        .enumerate()
+        .filter(|(_, r)| *r.as_ref().expect("must not fail"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(wins.len(), 1, "exactly one replacement of the old value");
+    let now = s.list_keys().await.unwrap()[0].private_der.clone();
+    assert_eq!(now, vec![wins[0] as u8]);
+    assert!(!s.replace_key_private("k1", b"k1", b"x").await.unwrap());
+    assert!(!s.replace_key_private("nope", b"k1", b"x").await.unwrap());
 }
 
 async fn clients_are_created_listed_and_deleted(s: &dyn Store) {

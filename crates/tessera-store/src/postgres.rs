@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Connection-pool limits for [`PostgresStore`].
+/// The advisory lock key that serialises creating a first signing key (an
+/// arbitrary constant: `tessera_first_key` in ASCII, truncated to 64 bits).
+const FIRST_KEY_LOCK: i64 = 0x7465_7373_6572_6131;
+
 #[derive(Debug, Clone)]
 pub struct PgPoolSettings {
     pub max_connections: u32,
@@ -572,6 +576,50 @@ impl Store for PostgresStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn insert_first_key(&self, k: StoredKey, now: i64) -> StoreResult<bool> {
+        // Under READ COMMITTED, two transactions running the NOT EXISTS check at
+        // once would both see no key and both insert. A transaction-level advisory
+        // lock makes the check and the insert one step across every instance; it is
+        // released by the commit (or by the rollback when the connection drops).
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FIRST_KEY_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let r = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS ( \
+               SELECT 1 FROM signing_keys WHERE alg = $2 AND activates_at <= $7 \
+               AND (retired_at IS NULL OR retired_at > $7))",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.private_der)
+        .bind(k.created_at)
+        .bind(k.activates_at)
+        .bind(k.retired_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn replace_key_private(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE signing_keys SET private_der = $1 WHERE kid = $2 AND private_der = $3",
+        )
+        .bind(new)
+        .bind(kid)
+        .bind(old)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn record_audit(&self, e: AuditEvent) -> StoreResult<()> {

@@ -79,10 +79,18 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
-        migrator()
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        // SQLite has no lock that spans sqlx's migration run, so servers starting
+        // together on one file can both try to apply the same migration; the
+        // loser's transaction rolls back. Trying again then finds it applied.
+        let mut attempt = 0;
+        while let Err(e) = migrator().run(&writer).await {
+            attempt += 1;
+            if attempt == 5 {
+                writer.close().await;
+                return Err(StoreError::Other(format!("migration failed: {e}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+        }
         let file = opts.get_filename().to_path_buf();
         let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
         let reader = SqlitePoolOptions::new()
@@ -487,6 +495,42 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn insert_first_key(&self, k: StoredKey, now: i64) -> StoreResult<bool> {
+        // One statement: SQLite takes the write lock before it evaluates the
+        // NOT EXISTS, so no other writer (another pool or another process on the
+        // same file) can insert between the check and the insert.
+        let r = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS ( \
+               SELECT 1 FROM signing_keys WHERE alg = ?2 AND activates_at <= ?7 \
+               AND (retired_at IS NULL OR retired_at > ?7))",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.private_der)
+        .bind(k.created_at)
+        .bind(k.activates_at)
+        .bind(k.retired_at)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn replace_key_private(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE signing_keys SET private_der = ? WHERE kid = ? AND private_der = ?",
+        )
+        .bind(new)
+        .bind(kid)
+        .bind(old)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn record_audit(&self, e: AuditEvent) -> StoreResult<()> {

@@ -45,11 +45,16 @@ pub struct VerifierConfig {
     pub stale_after: Duration,
     /// Allowed clock difference for `exp`, `iat`, `nbf`, in seconds.
     pub leeway: i64,
+    /// The issuer's access-token lifetime (`ACCESS_TOKEN_EXPIRY`, 15 minutes by
+    /// default). A token whose `exp - iat` is longer (plus `leeway`) is refused,
+    /// whoever signed it: set this to the issuer's value when it differs.
+    pub max_lifetime: Duration,
 }
 
 impl VerifierConfig {
     /// Defaults for an issuer: its well-known JWKS and revocation feed, a feed
-    /// poll every 2 s, JWKS every 5 min, fail closed after 30 s without the feed.
+    /// poll every 2 s, JWKS every 5 min, fail closed after 30 s without the feed,
+    /// tokens living at most Tessera's default 15 minutes.
     pub fn new(issuer: &str, audience: &str) -> Self {
         let base = issuer.trim_end_matches('/');
         Self {
@@ -62,6 +67,7 @@ impl VerifierConfig {
             jwks_min_interval: Duration::from_secs(10),
             stale_after: Duration::from_secs(30),
             leeway: 30,
+            max_lifetime: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -146,6 +152,7 @@ impl Verifier {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway,
+            max_lifetime: i64::try_from(cfg.max_lifetime.as_secs()).unwrap_or(i64::MAX),
         };
         let v = Verifier(Arc::new(Inner {
             cfg,

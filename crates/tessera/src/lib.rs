@@ -62,21 +62,62 @@ fn refresh_secret(cfg: &Config) -> Result<(Vec<u8>, String), String> {
     }
     let path = cfg.data_dir.join("refresh_token.secret");
     let shown = path.display().to_string();
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| format!("{shown} is not valid base64"))?;
-        if bytes.len() < 32 {
-            return Err(format!("{shown} holds fewer than 32 bytes"));
+    let text = match read_secret_file(&path)? {
+        Some(text) => text,
+        None => {
+            prepare_data_dir(cfg)?;
+            create_secret_file(&path)?
         }
-        return Ok((bytes, shown));
+    };
+    let bytes = STANDARD
+        .decode(&text)
+        .map_err(|_| format!("{shown} is not valid base64"))?;
+    if bytes.len() < 32 {
+        return Err(format!("{shown} holds fewer than 32 bytes"));
     }
-    let mut bytes = vec![0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no system randomness".to_string())?;
-    write_private(&path, STANDARD.encode(&bytes).as_bytes())?;
     Ok((bytes, shown))
+}
+
+/// The generated key-encryption key's file in the data folder. Its contents are
+/// used exactly as a `TESSERA_MASTER_KEY` value would be, so setting
+/// `TESSERA_MASTER_KEY` to them opens the same keys.
+pub const MASTER_KEY_FILE: &str = "master_key.secret";
+
+/// The contents of a secret file in the data folder (trimmed), or `None` when
+/// there is none.
+fn read_secret_file(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Creates `path` holding 256 random bits in base64, readable by its owner only,
+/// and returns its contents. Processes starting together on one data folder end
+/// up with one secret: each writes a complete file under a temporary name and
+/// moves it into place only if `path` does not exist yet; whoever finds it
+/// already there reads the winner's.
+fn create_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Write;
+    let shown = path.display();
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "no system randomness".to_string())?;
+    let text = STANDARD.encode(bytes);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // tempfile creates it with mode 0600 on Unix.
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write {shown}: {e}"))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(text),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            read_secret_file(path)?.ok_or_else(|| format!("cannot read {shown}: it vanished"))
+        }
+        Err(e) => Err(format!("cannot create {shown}: {}", e.error)),
+    }
 }
 
 /// Writes a file only the owner can read.
@@ -156,16 +197,60 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
     ))
 }
 
-/// Where signing keys come from, per the validated configuration.
-pub fn key_source(v: &Validated) -> Result<tessera_app::KeySource, String> {
-    let master = match &v.master_key {
-        Some(m) => Some(tessera_jose::seal::MasterKey::new(m).map_err(|e| e.to_string())?),
-        None => None,
+/// Where signing keys come from, per the validated configuration, and the
+/// key-encryption key that seals them: `TESSERA_MASTER_KEY` when set (a key
+/// generated into the data folder earlier then only opens keys it sealed, which
+/// start-up re-seals), otherwise the one in the data folder, generated on first
+/// use. A new one is never generated while the database holds sealed keys: they
+/// were sealed elsewhere, and a second key would only hide that.
+pub async fn key_source(
+    cfg: &Config,
+    v: &Validated,
+    store: &dyn Store,
+) -> Result<tessera_app::KeySource, String> {
+    use tessera_app::MasterOrigin;
+    use tessera_jose::seal::{MasterKey, is_sealed};
+    let master = |secret: &[u8]| MasterKey::new(secret).map_err(|e| e.to_string());
+    let path = cfg.data_dir.join(MASTER_KEY_FILE);
+    let (key, origin, previous) = match &v.master_key {
+        Some(m) => (
+            master(m)?,
+            MasterOrigin::Configured,
+            read_secret_file(&path)?
+                .map(|g| master(g.as_bytes()))
+                .transpose()?,
+        ),
+        None => {
+            // The database first, then the file: an instance starting alongside
+            // on the same folder creates the file before it stores a sealed key,
+            // so whoever sees that key also sees the file.
+            let keys = store.list_keys().await.map_err(|e| e.to_string())?;
+            let text = match read_secret_file(&path)? {
+                Some(text) => text,
+                None => {
+                    if keys.iter().any(|k| is_sealed(&k.private_der)) {
+                        return Err(format!(
+                            "the signing keys in the database are sealed, and this instance has \
+                             neither TESSERA_MASTER_KEY nor {} to open them: set \
+                             TESSERA_MASTER_KEY on every instance to the key they were sealed with \
+                             (for instance the contents of {MASTER_KEY_FILE} in the data folder of \
+                             the instance that created them)",
+                            path.display()
+                        ));
+                    }
+                    prepare_data_dir(cfg)?;
+                    create_secret_file(&path)?
+                }
+            };
+            (master(text.as_bytes())?, MasterOrigin::File(path), None)
+        }
     };
     Ok(tessera_app::KeySource {
         alg: v.server.signing_alg,
         hs256_secret: v.hs256_secret.clone(),
-        master,
+        master: Some(key),
+        master_origin: origin,
+        previous_master: previous,
         retire_window: v.server.access_ttl + v.server.leeway,
     })
 }
@@ -180,7 +265,7 @@ pub async fn build_app(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<App>, String), String> {
     let (secret, secret_source) = refresh_secret(cfg)?;
-    let key_source = key_source(v)?;
+    let key_source = key_source(cfg, v, store.as_ref()).await?;
     let keys = tessera_app::load_key_set(store.as_ref(), &key_source, clock.now())
         .await
         .map_err(|e| format!("cannot load signing keys: {e}"))?;
@@ -201,30 +286,32 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     let v = cfg.validate()?;
     let store = open_store(cfg, &v).await?;
     let (app, secret_source) = build_app(cfg, &v, store.clone(), clock.clone()).await?;
+    // Keys stored before sealing was the default, or sealed with the data
+    // folder's key before TESSERA_MASTER_KEY was set: sealed with the master key
+    // now. Reading them all back proves this instance can open every key.
+    let resealed = tessera_app::seal_stored_keys(store.as_ref(), &app.key_source)
+        .await
+        .map_err(|e| format!("cannot seal signing keys: {e}"))?;
+    if resealed > 0 {
+        tracing::info!(resealed, "signing keys sealed with the master key");
+    }
+    app.reload_keys()
+        .await
+        .map_err(|e| format!("cannot load signing keys: {e}"))?;
     let keys = app.key_set();
     tessera_app::ensure_default_client(store.as_ref(), &v.server.client_id, clock.now()).await?;
-    let mut signing = format!(
+    let signing = format!(
         "{} (kid {})",
         keys.signing_key().alg,
         keys.signing_key().kid
     );
-    if v.master_key.is_some() {
-        // Keys created before a master key was configured stay readable in the
-        // database until they are rotated out.
-        let stored = store.list_keys().await.map_err(|e| e.to_string())?;
-        let unsealed = stored
-            .iter()
-            .filter(|k| !tessera_jose::seal::is_sealed(&k.private_der))
-            .count();
-        if unsealed > 0 {
-            tracing::warn!(
-                unsealed,
-                "signing keys stored without sealing; run `tessera keys rotate` to replace them"
-            );
-            signing.push_str(&format!(
-                "; {unsealed} key(s) not sealed yet: run `tessera keys rotate`"
-            ));
-        }
+    let sealed_with = app.key_source.master_origin.clone();
+    if v.master_key.is_none() && !v.database_url.starts_with("sqlite:") {
+        tracing::warn!(
+            key_file = %sealed_with,
+            "signing keys are sealed with this instance's own key: set TESSERA_MASTER_KEY \
+             (identical everywhere) before another instance uses this database"
+        );
     }
     let state = AppState::new(app, v.http.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -232,7 +319,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let banner = format!(
-        "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database",
+        "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database, sealed with the key from {sealed_with}",
         v.server.issuer,
         config::redact_url(&v.database_url)
     );

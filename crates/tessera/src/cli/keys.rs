@@ -24,10 +24,6 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
         Ok(v) => v,
         Err(e) => return super::fail(e),
     };
-    let src = match crate::key_source(&v) {
-        Ok(s) => s,
-        Err(e) => return super::fail(e),
-    };
     let now = SystemClock.now();
     if matches!(cmd, KeysCommand::Rotate) {
         let caller = Caller {
@@ -47,6 +43,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
         .await;
     }
     super::with_store(cfg, |store| async move {
+        let src = crate::key_source(cfg, &v, store.as_ref()).await?;
         let set = tessera_app::load_key_set(store.as_ref(), &src, now).await?;
         let signing = set.signing_key().kid.clone();
         println!(
@@ -78,6 +75,10 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                 when(k.activates_at)
             );
         }
+        println!(
+            "private keys are sealed at rest with the key-encryption key from {}",
+            src.master_origin
+        );
         if src.hs256_secret.is_some() {
             println!(
                 "{signing:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)"

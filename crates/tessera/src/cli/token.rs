@@ -101,12 +101,9 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
         Ok(v) => v,
         Err(e) => return super::fail(e),
     };
-    let src = match crate::key_source(&v) {
-        Ok(s) => s,
-        Err(e) => return super::fail(e),
-    };
     let now = SystemClock.now();
     super::with_store(cfg, |store| async move {
+        let src = crate::key_source(cfg, &v, store.as_ref()).await?;
         let keys = tessera_app::load_key_set(store.as_ref(), &src, now).await?;
         match cmd {
             TokenCommand::Decode { .. } => Ok(()),

@@ -61,7 +61,9 @@ impl Forger {
             };
         }
         let keys = s.state().store.list_keys().await.unwrap();
-        let der = keys.into_iter().find(|k| k.kid == kid).unwrap().private_der;
+        let sealed = keys.into_iter().find(|k| k.kid == kid).unwrap().private_der;
+        let master = s.state().key_source.master.as_ref();
+        let der = tessera_jose::seal::open(&kid, &sealed, master).unwrap();
         let signer = match alg.as_str() {
             "EdDSA" => Signer::Ed(Ed25519KeyPair::from_pkcs8(&der).unwrap()),
             "ES256" => Signer::Es(

@@ -24,11 +24,14 @@ impl Drop for Instance {
 }
 
 const ISSUER: &str = "http://tessera.test";
+/// Instances sharing one database share the key that seals the signing keys.
+const SHARED_MASTER_KEY: &str = "the master key every instance shares, 32+ bytes";
 
 fn shared_env(url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("TESSERA_DATABASE_URL", url.to_string()),
         ("REFRESH_TOKEN_SECRET", SHARED_REFRESH_SECRET.to_string()),
+        ("TESSERA_MASTER_KEY", SHARED_MASTER_KEY.to_string()),
         ("TESSERA_ISSUER", ISSUER.to_string()),
         ("TESSERA_ARGON2_MEMORY_KIB", "1024".to_string()),
         ("TESSERA_ARGON2_ITERATIONS", "1".to_string()),
@@ -357,4 +360,183 @@ async fn losing_the_database_gives_503_and_recovers_by_itself() {
     assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
     let t1 = s.refresh_ok(&t.refresh).await;
     assert_eq!(s.me_status(&t1.access).await, StatusCode::OK);
+}
+
+/// Starts three servers for `cfgs` at the same moment (each `tessera::start` on a
+/// task of its own) and checks that they behave as one: exactly one signing key in
+/// the database, one JWKS, and every instance accepts every other's tokens on the
+/// very first request.
+async fn three_at_once_agree(cfgs: [tessera::config::Config; 3], round: usize) {
+    let starts: Vec<_> = cfgs
+        .into_iter()
+        .map(|cfg| {
+            tokio::spawn(async move {
+                let clock = Arc::new(tessera_core::SystemClock) as Arc<dyn tessera_core::Clock>;
+                tessera::start(&cfg, clock).await
+            })
+        })
+        .collect();
+    let mut servers = Vec::new();
+    for s in starts {
+        servers.push(
+            s.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}")),
+        );
+    }
+    let bases: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.addr))
+        .collect();
+    let keys = servers[0].state.store.list_keys().await.unwrap();
+    assert_eq!(
+        keys.len(),
+        1,
+        "round {round}: one first key, not {}",
+        keys.len()
+    );
+    let http = reqwest::Client::new();
+    let jwks: Vec<Vec<String>> = {
+        let mut all = Vec::new();
+        for b in &bases {
+            all.push(jwks_kids(&http, b).await);
+        }
+        all
+    };
+    assert!(
+        jwks.iter().all(|k| k == &jwks[0] && k.len() == 1),
+        "round {round}: {jwks:?}"
+    );
+    let name = format!("race{round}");
+    let reg =
+        json!({"email": format!("{name}@example.com"), "username": name, "password": PASSWORD});
+    let (status, body) = post(&http, format!("{}/v1/auth/register", bases[0]), reg).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let login = json!({"login": name, "password": PASSWORD, "delivery": "body"});
+    let mut tokens = Vec::new();
+    for (i, b) in bases.iter().enumerate() {
+        let (status, t) = post(&http, format!("{b}/v1/auth/login"), login.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        tokens.push(t["access_token"].as_str().unwrap().to_string());
+        // The refresh-token secret is shared too: the next instance rotates it.
+        let next = &bases[(i + 1) % bases.len()];
+        let body = json!({"refresh_token": t["refresh_token"], "delivery": "body"});
+        let (status, r) = post(&http, format!("{next}/v1/auth/refresh"), body).await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {r}");
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        for (j, b) in bases.iter().enumerate() {
+            let r = http
+                .get(format!("{b}/v1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "round {round}: instance {j} refused a token of instance {i}: {}",
+                r.text().await.unwrap()
+            );
+        }
+    }
+    for s in servers {
+        s.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_starting_together_on_postgres_share_one_first_key() {
+    if pg_url().is_none() {
+        return;
+    }
+    for round in 0..10 {
+        let (url, _schema) = pg_schema().await.unwrap();
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let cfgs = [0, 1, 2].map(|i| {
+            let mut c = test_config(dirs[i].path());
+            c.database_url = Some(url.clone());
+            c.refresh_token_secret = Some(SHARED_REFRESH_SECRET.into());
+            c.master_key = Some(SHARED_MASTER_KEY.into());
+            c.issuer = Some(ISSUER.into());
+            // Long enough that only the start itself can make the instances agree.
+            c.key_reload_interval = "1h".parse().unwrap();
+            c
+        });
+        three_at_once_agree(cfgs, round).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_starting_together_on_one_sqlite_folder_share_one_first_key() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfgs = [0, 1, 2].map(|_| {
+            let mut c = test_config(dir.path());
+            c.issuer = Some(ISSUER.into());
+            c.key_reload_interval = "1h".parse().unwrap();
+            c
+        });
+        three_at_once_agree(cfgs, round).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_shared_master_key_a_second_instance_refuses_to_start() {
+    let Some(a) = TestServer::start_pg().await else {
+        return;
+    };
+    let t = a.user("lonely").await;
+    let file = a.dir.path().join("master_key.secret");
+    assert!(
+        file.exists(),
+        "one instance alone seals with its folder's key"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let mut cfg = a.cfg.clone();
+    cfg.data_dir = other.path().to_path_buf();
+    let clock = || Arc::new(tessera_core::SystemClock) as Arc<dyn tessera_core::Clock>;
+    let err = tessera::start(&cfg, clock()).await.err().unwrap();
+    assert!(
+        err.contains("set TESSERA_MASTER_KEY on every instance"),
+        "{err}"
+    );
+    assert!(
+        !other.path().join("master_key.secret").exists(),
+        "no second key-encryption key was made"
+    );
+    // With the first instance's key as TESSERA_MASTER_KEY, it starts and agrees.
+    cfg.master_key = Some(std::fs::read_to_string(&file).unwrap().trim().to_string());
+    let b = tessera::start(&cfg, clock()).await.unwrap();
+    let r = a
+        .http
+        .get(format!("http://{}/v1/me", b.addr))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    b.stop().await.unwrap();
+
+    // Three instances with folders of their own starting together on an empty
+    // database: one starts, the others say what is missing.
+    let (url, _schema) = pg_schema().await.unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let starts: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let mut c = test_config(d.path());
+            c.database_url = Some(url.clone());
+            c.refresh_token_secret = Some(SHARED_REFRESH_SECRET.into());
+            tokio::spawn(async move { tessera::start(&c, clock()).await })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for s in starts {
+        match s.await.unwrap() {
+            Ok(running) => started.push(running),
+            Err(e) => assert!(e.contains("TESSERA_MASTER_KEY"), "{e}"),
+        }
+    }
+    assert_eq!(started.len(), 1);
 }

@@ -1,8 +1,13 @@
-//! Signing keys over time: rotation without logging anyone out, sealing at rest.
+//! Signing keys over time: rotation without logging anyone out, sealing at rest,
+//! keys stored by another instance, and tokens no key of ours would have made.
 
 use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::Arc;
+use tessera_core::model::StoredKey;
+use tessera_jose::seal::{MasterKey, is_sealed};
+use tessera_jose::{AccessClaims, Algorithm, LoadedKey, generate_key};
 
 async fn jwks_kids(s: &TestServer) -> Vec<String> {
     let jwks: Value = s
@@ -181,20 +186,293 @@ async fn every_asymmetric_algorithm_signs_and_verifies() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_made_before_a_master_key_are_flagged_until_rotated() {
-    let s = TestServer::start().await;
-    let mut s = s
-        .restart_with(|c| {
-            c.master_key = Some("a master key that is long enough for sealing!".into())
+/// The claims of a token, read without checking anything.
+fn claims_of(token: &str) -> AccessClaims {
+    use base64::Engine;
+    let p = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Each row of `signing_keys`, read straight from the SQLite file: (kid, private part).
+async fn stored_rows(s: &TestServer) -> Vec<(String, Vec<u8>)> {
+    use sqlx::Connection;
+    let db = s.dir.path().join("tessera.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kid, private_der FROM signing_keys ORDER BY kid")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.unwrap();
+    rows
+}
+
+async fn write_private_part(s: &TestServer, kid: &str, private: &[u8]) {
+    use sqlx::Connection;
+    let db = s.dir.path().join("tessera.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE signing_keys SET private_der = ? WHERE kid = ?")
+        .bind(private)
+        .bind(kid)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// The key-encryption key a zero-config start generated into the data folder.
+fn folder_master_key(s: &TestServer) -> MasterKey {
+    let text = std::fs::read_to_string(s.dir.path().join("master_key.secret")).unwrap();
+    MasterKey::new(text.trim().as_bytes()).unwrap()
+}
+
+/// Asserts that a stored private part is sealed and useless without the
+/// key-encryption key: it is no PKCS#8 key, and does not contain the plain one.
+fn assert_sealed(kid: &str, blob: &[u8], master: &MasterKey) {
+    assert!(is_sealed(blob), "key {kid} is stored in plain form");
+    let raw = StoredKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        private_der: blob.to_vec(),
+        created_at: 0,
+        activates_at: 0,
+        retired_at: None,
+    };
+    assert!(
+        LoadedKey::from_stored(&raw).is_err(),
+        "the stored bytes alone load as a key"
+    );
+    let plain = tessera_jose::seal::open(kid, blob, Some(master)).unwrap();
+    assert!(
+        LoadedKey::from_stored(&StoredKey {
+            private_der: plain.clone(),
+            ..raw
         })
-        .await;
+        .is_ok()
+    );
+    assert!(
+        !blob.windows(plain.len()).any(|w| w == plain.as_slice()),
+        "the plain key is inside the stored bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_seals_every_key_with_a_key_kept_in_the_data_folder() {
+    let s = TestServer::start().await;
+    let t = s.user("sealme").await;
+    let file = s.dir.path().join("master_key.secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
+    }
     let banner = s.running.as_ref().unwrap().banner.clone();
-    assert!(banner.contains("not sealed yet"), "{banner}");
+    assert!(
+        banner.contains(&file.display().to_string()),
+        "the banner says where the key-encryption key is: {banner}"
+    );
+    // A rotated key is sealed too.
     rotate(&s).await;
-    s.clock.advance(301 + 900 + 30);
-    s.state().reload_keys().await.unwrap();
-    s = s.restart().await;
+    let master = folder_master_key(&s);
+    let rows = stored_rows(&s).await;
+    assert_eq!(rows.len(), 2);
+    for (kid, blob) in &rows {
+        assert_sealed(kid, blob, &master);
+    }
+    // `tessera keys list` says so too, and shows every key sealed.
+    let out = tessera()
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listed}");
+    assert!(listed.contains(&file.display().to_string()), "{listed}");
+    let at_rest: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .take(2)
+        .collect();
+    assert_eq!(at_rest, ["sealed", "sealed"], "{listed}");
+    // The same contents given as TESSERA_MASTER_KEY open the same keys.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let s = s
+        .restart_with(|c| c.master_key = Some(text.trim().to_string()))
+        .await;
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
     let banner = s.running.as_ref().unwrap().banner.clone();
-    assert!(!banner.contains("not sealed"), "{banner}");
+    assert!(banner.contains("TESSERA_MASTER_KEY"), "{banner}");
+    let out = tessera()
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .args(["keys", "list"])
+        .env("TESSERA_MASTER_KEY", text.trim())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listed}");
+    assert!(
+        listed.contains("key-encryption key from TESSERA_MASTER_KEY"),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_key_from_an_older_database_is_sealed_in_place_at_start() {
+    let s = TestServer::start().await;
+    let before = s.user("legacy").await;
+    // Make the database and folder what an older version left: the key in plain
+    // PKCS#8, and no key-encryption key in the folder.
+    let master = folder_master_key(&s);
+    let (kid, blob) = stored_rows(&s).await.remove(0);
+    let plain = tessera_jose::seal::open(&kid, &blob, Some(&master)).unwrap();
+    write_private_part(&s, &kid, &plain).await;
+    std::fs::remove_file(s.dir.path().join("master_key.secret")).unwrap();
+    assert!(!is_sealed(&stored_rows(&s).await[0].1));
+
+    let s = s.restart().await;
+    let master = folder_master_key(&s);
+    let rows = stored_rows(&s).await;
+    assert_eq!(rows.len(), 1, "the same key, not a new one");
+    assert_eq!(rows[0].0, kid);
+    assert_sealed(&kid, &rows[0].1, &master);
+    // Tokens signed before still verify, and the same key keeps signing.
+    assert_eq!(s.me_status(&before.access).await, StatusCode::OK);
+    let after = s.refresh_ok(&before.refresh).await;
+    assert_eq!(kid_of(&after.access), kid);
+    // Starting again changes nothing.
+    let s = s.restart().await;
+    assert_eq!(stored_rows(&s).await, rows);
+    assert_eq!(s.me_status(&after.access).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_set_later_reseals_the_keys_sealed_by_the_folder() {
+    let s = TestServer::start().await;
+    let t = s.user("later").await;
+    let master = "a master key that is long enough for sealing!";
+    let s = s.restart_with(|c| c.master_key = Some(master.into())).await;
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+    let configured = MasterKey::new(master.as_bytes()).unwrap();
+    for (kid, blob) in stored_rows(&s).await {
+        assert_sealed(&kid, &blob, &configured);
+    }
+    // The folder's key is no longer needed.
+    std::fs::remove_file(s.dir.path().join("master_key.secret")).unwrap();
+    let s = s.restart().await;
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+    assert!(!s.dir.path().join("master_key.secret").exists());
+}
+
+/// Stores a new EdDSA key the way another instance would (sealed with this
+/// server's key-encryption key) and returns it ready to sign.
+async fn key_from_another_instance(s: &TestServer) -> LoadedKey {
+    let st = s.state();
+    let now = s.clock_now();
+    let plain = generate_key(Algorithm::EdDSA, now, now).unwrap();
+    let master = st.key_source.master.as_ref().unwrap();
+    let sealed = StoredKey {
+        private_der: master.seal(&plain.kid, &plain.private_der).unwrap(),
+        ..plain.clone()
+    };
+    st.store.insert_key(sealed).await.unwrap();
+    LoadedKey::from_stored(&plain).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_naming_a_key_stored_by_another_instance_is_accepted_at_once() {
+    // The periodic reload is far away: only the unknown kid can make it work.
+    let s =
+        Arc::new(TestServer::start_with(|c| c.key_reload_interval = "1h".parse().unwrap()).await);
+    let t = s.user("newkey").await;
+    let claims = claims_of(&t.access);
+    let other = key_from_another_instance(&s).await;
+    let token = other.sign(&claims).unwrap();
+    assert_eq!(s.state().unknown_kid_reloads(), 0);
+    assert_eq!(s.me_status(&token).await, StatusCode::OK, "first request");
+    assert_eq!(s.state().unknown_kid_reloads(), 1);
+    // Both keys signed at once (as after an old bootstrap race): one is retired
+    // now, both stay published while their tokens live.
+    let keys = s.state().store.list_keys().await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+    assert_eq!(s.me_status(&token).await, StatusCode::OK);
+
+    // Tokens naming kids nobody stored: refused, and however many arrive, at
+    // most one read per second.
+    let started = std::time::Instant::now();
+    let before = s.state().unknown_kid_reloads();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let stranger = LoadedKey::from_stored(
+            &generate_key(Algorithm::EdDSA, s.clock_now(), s.clock_now()).unwrap(),
+        )
+        .unwrap();
+        let forged = stranger.sign(&claims).unwrap();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.me_status(&forged).await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    let reads = s.state().unknown_kid_reloads() - before;
+    assert!(
+        reads <= 1 + started.elapsed().as_secs(),
+        "{reads} reloads in {:?}",
+        started.elapsed()
+    );
+
+    // Many requests naming one new key at once share a single read.
+    tokio::time::sleep(tessera_app::UNKNOWN_KID_RELOAD_INTERVAL).await;
+    let third = key_from_another_instance(&s).await;
+    let token = third.sign(&claims).unwrap();
+    let before = s.state().unknown_kid_reloads();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, token) = (s.clone(), token.clone());
+        tasks.push(tokio::spawn(async move { s.me_status(&token).await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(s.state().unknown_kid_reloads() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_living_longer_than_the_server_issues_is_refused() {
+    let s = TestServer::start().await;
+    let t = s.user("forever").await;
+    let mut claims = claims_of(&t.access);
+    claims.exp = claims.iat + 10 * 365 * 86_400;
+    // Signed by the server's own key, as one leaked with a database copy would.
+    let token = s.state().key_set().signing_key().sign(&claims).unwrap();
+    let body = expect_error(
+        s.get_auth("/v1/me", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("lifetime"),
+        "{body}"
+    );
+    // Up to the configured lifetime plus leeway is fine.
+    claims.exp = claims.iat + 15 * 60 + 30;
+    let token = s.state().key_set().signing_key().sign(&claims).unwrap();
+    assert_eq!(s.me_status(&token).await, StatusCode::OK);
 }

@@ -184,3 +184,38 @@ async fn tokens_naming_random_kids_cannot_make_it_hammer_the_issuer() {
     // the gate for every later request).
     assert_eq!(reads.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_living_longer_than_the_issuer_gives_is_refused() {
+    use base64::Engine;
+    let s = TestServer::start().await;
+    let t = s.user("decade").await;
+    let verifier = Verifier::connect(config(&s)).await.unwrap();
+    assert!(verifier.verify(&t.access).await.is_ok());
+    let payload = t.access.split('.').nth(1).unwrap();
+    let mut claims: tessera_jose::AccessClaims = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims.exp = claims.iat + 10 * 365 * 86_400;
+    // Signed by Tessera's real key: only the lifetime gives it away.
+    let forever = s.state().key_set().signing_key().sign(&claims).unwrap();
+    assert_eq!(
+        verifier.verify(&forever).await,
+        Err(tessera_verify::Rejection::Invalid(
+            "the access token's lifetime is longer than its issuer gives"
+        ))
+    );
+
+    // An issuer with longer-lived tokens: the resource server sets the same lifetime.
+    let s = TestServer::start_with(|c| c.access_token_expiry = "1h".parse().unwrap()).await;
+    let t = s.user("hourly").await;
+    let strict = Verifier::connect(config(&s)).await.unwrap();
+    assert!(strict.verify(&t.access).await.is_err(), "default is 15 min");
+    let mut cfg = config(&s);
+    cfg.max_lifetime = Duration::from_secs(3600);
+    let matching = Verifier::connect(cfg).await.unwrap();
+    assert!(matching.verify(&t.access).await.is_ok());
+}
