@@ -549,9 +549,9 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// The log filter `serve` installs: the `log` setting, with sqlx's per-query
-/// logs kept at `warn` unless the filter names sqlx. A filter that does not
-/// parse, or a bare word one typo away from a level (`inf`, `debg`), is an error.
+/// The log filter `serve` installs: the `log` setting (the default `info` with
+/// sqlx's per-query logs kept at `warn`). A filter that does not parse, or a
+/// bare word one typo away from a level (`inf`, `debg`), is an error.
 pub fn log_filter(log: &str) -> Result<tracing_subscriber::EnvFilter, String> {
     let accepted = "a tracing filter such as `info`, `warn,tessera_server=debug` or `off`";
     let levels = ["off", "error", "warn", "info", "debug", "trace"];
@@ -570,10 +570,12 @@ pub fn log_filter(log: &str) -> Result<tracing_subscriber::EnvFilter, String> {
             ));
         }
     }
-    let full = if log.contains("sqlx") {
-        log.to_string()
-    } else {
+    // The default keeps sqlx's statement logs out; a filter that was set is
+    // taken as given.
+    let full = if log == Config::default().log {
         format!("{log},sqlx=warn")
+    } else {
+        log.to_string()
     };
     tracing_subscriber::EnvFilter::builder()
         .parse(&full)
