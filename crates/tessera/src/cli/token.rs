@@ -102,6 +102,18 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
         Ok(v) => v,
         Err(e) => return super::fail(e),
     };
+    if let TokenCommand::Sign {
+        expires_in: Some(e),
+        ..
+    } = &cmd
+        && e.as_i64() > v.server.access_ttl
+    {
+        // The revocation feed only covers one access-token lifetime.
+        return super::usage(format!(
+            "--expires-in may not exceed the access-token lifetime ({})",
+            tessera_core::Span::from_secs(v.server.access_ttl as u64)
+        ));
+    }
     let src = match crate::key_source(&v) {
         Ok(s) => s,
         Err(e) => return super::fail(e),
@@ -152,13 +164,6 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                     .map(|e| e.as_i64())
                     .unwrap_or(s.access_ttl)
                     .max(1);
-                if ttl > s.access_ttl {
-                    // The revocation feed only covers one access-token lifetime.
-                    return Err(format!(
-                        "--expires-in may not exceed the access-token lifetime ({})",
-                        tessera_core::Span::from_secs(s.access_ttl as u64)
-                    ));
-                }
                 let session = store
                     .create_session(NewSession {
                         id: Uuid::now_v7(),

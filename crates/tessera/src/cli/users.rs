@@ -17,10 +17,11 @@ pub enum UserCommand {
     /// Create a user. The password is asked for twice on a terminal; otherwise
     /// give it on stdin with --password-stdin.
     Add {
+        #[arg(value_parser = checked(validate::username))]
         username: String,
-        #[arg(long)]
+        #[arg(long, value_parser = checked(validate::email))]
         email: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", value_parser = checked(validate::fullname))]
         fullname: String,
         /// Read the password from the first line of stdin.
         #[arg(long)]
@@ -87,6 +88,19 @@ pub enum SessionCommand {
         #[arg(long, conflicts_with = "session")]
         user: Option<String>,
     },
+}
+
+/// A clap value parser from an input rule: a value the rule refuses is a usage
+/// error (exit 2) reported before anything is opened. The value is kept as typed;
+/// the use case normalises it.
+fn checked<T: 'static, E: std::fmt::Display + 'static>(
+    rule: fn(&str) -> Result<T, E>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        rule(raw)
+            .map(|_| raw.to_string())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -253,10 +267,6 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                 return code;
             }
             super::with_app(cfg, |app| async move {
-                // Input mistakes are reported before the password is asked for.
-                validate::email(&email).map_err(err)?;
-                validate::username(&username).map_err(err)?;
-                validate::fullname(&fullname).map_err(err)?;
                 let password = read_password(password_stdin)?;
                 let user = app
                     .sign_up(&email, &username, password, &fullname, &operator)

@@ -735,6 +735,32 @@ fn usage_errors_exit_2() {
             "--password-stdin",
         ),
         (&["user", "set-password", "ada"], "--password-stdin"),
+        (
+            &[
+                "user",
+                "add",
+                "al",
+                "--email",
+                "al@example.com",
+                "--password-stdin",
+            ],
+            "invalid value 'al' for '<USERNAME>'",
+        ),
+        (
+            &[
+                "user",
+                "add",
+                "ada",
+                "--email",
+                "ada.example.com",
+                "--password-stdin",
+            ],
+            "invalid value 'ada.example.com' for '--email <EMAIL>'",
+        ),
+        (
+            &["token", "sign", "ada", "--expires-in", "1h"],
+            "may not exceed the access-token lifetime (15m)",
+        ),
         (&["user", "frobnicate"], "unrecognized subcommand"),
         (&["config"], "Usage"),
     ];
