@@ -805,4 +805,106 @@ mod tests {
         assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
+
+    #[test]
+    fn typos_get_the_closest_setting_and_strangers_none() {
+        let known = known_keys();
+        assert!(known.contains(&"access_token_secret".to_string()));
+        assert!(!known.contains(&"sources".to_string()), "not a setting");
+        for (typo, meant) in [
+            ("acces_token_secret", "access_token_secret"),
+            ("cookie_secur", "cookie_secure"),
+            ("ACCESS_TOKEN_EXPIRY", "access_token_expiry"),
+            ("database-url", "database_url"),
+            ("lg", "log"),
+            ("isuer", "issuer"),
+        ] {
+            assert_eq!(closest(typo, &known), Some(meant), "{typo}");
+        }
+        for stranger in ["port", "completely_unrelated", "server", "foo"] {
+            assert_eq!(closest(stranger, &known), None, "{stranger}");
+        }
+    }
+
+    #[test]
+    fn issuers_are_absolute_http_urls_without_extras() {
+        for good in [
+            "https://auth.example.com",
+            "https://auth.example.com/",
+            "https://auth.example.com/realms/main",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(check_issuer(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "auth.example.com",
+            "/relative",
+            "ftp://auth.example.com",
+            "https://auth.example.com/a b",
+            " https://auth.example.com",
+            "https://auth.example.com?x=1",
+            "https://auth.example.com?",
+            "https://auth.example.com#f",
+            "https://user@auth.example.com",
+            "https://",
+            "mailto:a@example.com",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad:?}");
+        }
+        let local = |u: &str| is_loopback(&url::Url::parse(u).unwrap());
+        assert!(local("http://localhost:8080") && local("http://app.localhost"));
+        assert!(local("http://127.0.0.1") && local("http://127.1.2.3") && local("http://[::1]"));
+        assert!(!local("http://10.0.0.5") && !local("http://auth.example.com"));
+    }
+
+    #[test]
+    fn log_filters_parse_or_are_refused() {
+        for good in [
+            "info",
+            "warn,tessera_server=debug",
+            "off",
+            "tessera",
+            "INFO",
+            "sqlx=debug",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for (bad, hint) in [
+            ("inf", "`info`"),
+            ("debg", "`debug`"),
+            ("warning", "`warn`"),
+            ("information", "`info`"),
+            ("eror", "`error`"),
+        ] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains(hint), "{bad}: {e}");
+        }
+        for bad in ["info,tessera=loud", "[", "tessera[=x"] {
+            assert!(log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_checked_against_each_other() {
+        let with = |access: u64, idle: u64, max: u64| Config {
+            access_token_expiry: Span::from_secs(access),
+            refresh_token_expiry: Span::from_secs(idle),
+            session_max_lifetime: Span::from_secs(max),
+            ..Config::default()
+        };
+        assert!(with(900, 900, 900).validate().unwrap().warnings.is_empty());
+        let e = with(3600, 1800, 86_400).validate().unwrap_err();
+        assert!(
+            e.contains("access_token_expiry") && e.contains("at most 30m"),
+            "{e}"
+        );
+        let w = with(900, 60 * 86_400, 30 * 86_400)
+            .validate()
+            .unwrap()
+            .warnings;
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("session_max_lifetime"), "{w:?}");
+    }
 }
