@@ -41,6 +41,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()>;
     /// Users ordered by creation, for the operator.
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>>;
+    /// How many users there are (to page `list_users`).
+    async fn count_users(&self) -> StoreResult<u64>;
     /// Deletes a user and (by cascade) their sessions. Returns whether it existed.
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
 
@@ -120,6 +122,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, event: AuditEvent) -> StoreResult<()>;
     /// Audit events at or after `since` (optionally of one user), oldest first.
     async fn list_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// The newest `limit` audit events at or after `since` (optionally of one
+    /// user), newest first.
+    async fn list_recent_audit(
         &self,
         user_id: Option<Uuid>,
         since: i64,

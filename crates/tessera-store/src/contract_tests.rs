@@ -136,6 +136,8 @@ contract!(
     prune_drops_only_what_has_ended,
     active_sessions_are_counted,
     password_hash_upgrade_is_compare_and_set,
+    users_are_counted,
+    recent_audit_is_the_newest_events_newest_first,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -163,10 +165,124 @@ async fn postgres_unreachable_server_is_unavailable() {
         ..PgPoolSettings::default()
     };
     // Port 1 on loopback: nothing listens there.
+    let started = std::time::Instant::now();
     let e = PostgresStore::open("postgres://postgres@127.0.0.1:1/none", opts)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("connection refused by 127.0.0.1:1"),
+        "the cause, not a pool timeout: {e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a refused connection is reported at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_failures_name_their_cause() {
+    let Ok(url) = std::env::var(PG_URL_VAR) else {
+        return;
+    };
+    let server: PgConnectOptions = url.parse().expect("TESSERA_TEST_POSTGRES_URL");
+    let missing_db = server
+        .clone()
+        .database(&format!("tessera_missing_{}", Uuid::now_v7().simple()));
+    let e = PostgresStore::open_with(missing_db, PgPoolSettings::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown database"), "{e}");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    let stranger = server
+        .clone()
+        .username("tessera_no_such_role")
+        .password("not-shown-anywhere");
+    let e = PostgresStore::open_with(stranger, PgPoolSettings::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("authentication failed"), "{e}");
+    assert!(e.to_string().contains("tessera_no_such_role"), "{e}");
+    assert!(!e.to_string().contains("not-shown-anywhere"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_open_existing_migrates_nothing() {
+    with_pg_database(|options| async move {
+        let url = |o: &PgConnectOptions| {
+            format!(
+                "postgres://{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or_default()
+            )
+        };
+        let e = PostgresStore::open_existing(&url(&options), PgPoolSettings::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no Tessera schema"), "{e}");
+        let mut conn = PgConnection::connect_with(&options).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "nothing was created");
+        let _ = conn.close().await;
+        let full = PostgresStore::open_with(options.clone(), PgPoolSettings::default())
+            .await
+            .unwrap();
+        full.close().await;
+        let existing = PostgresStore::open_existing(&url(&options), PgPoolSettings::default())
+            .await
+            .expect("a migrated database opens");
+        assert_eq!(existing.count_users().await.unwrap(), 0);
+        existing.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_open_existing_creates_nothing_and_checks_the_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tessera.db");
+    let url = format!("sqlite://{}", path.display());
+    let timeout = std::time::Duration::from_secs(5);
+    assert!(SqliteStore::open_existing(&url, 2, timeout).await.is_err());
+    assert!(!path.exists(), "a missing database is not created");
+    // A database file without the schema (another program's, or an empty one).
+    let foreign = SqliteStore::open_existing(&url, 2, timeout).await;
+    assert!(foreign.is_err());
+    {
+        use sqlx::sqlite::SqliteConnectOptions;
+        let mut conn = sqlx::SqliteConnection::connect_with(
+            &SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE other (x INTEGER)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+    }
+    let e = SqliteStore::open_existing(&url, 2, timeout)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no Tessera schema"), "{e}");
+    std::fs::remove_file(&path).unwrap();
+    let full = SqliteStore::open(&url, 2, timeout).await.unwrap();
+    user(&full, "anna").await;
+    full.close().await;
+    let existing = SqliteStore::open_existing(&url, 2, timeout)
+        .await
+        .expect("a migrated database opens");
+    assert_eq!(existing.count_users().await.unwrap(), 1);
+    existing.close().await;
 }
 
 const T0: i64 = 1_700_000_000;
@@ -1064,5 +1180,51 @@ async fn password_hash_upgrade_is_compare_and_set(s: &dyn Store) {
     assert_eq!(
         s.get_user(u.id).await.unwrap().unwrap().password_hash,
         "$argon2id$changed"
+    );
+}
+
+async fn users_are_counted(s: &dyn Store) {
+    assert_eq!(s.count_users().await.unwrap(), 0);
+    let a = user(s, "anna").await;
+    user(s, "bert").await;
+    user(s, "cleo").await;
+    assert_eq!(s.count_users().await.unwrap(), 3);
+    assert!(s.delete_user(a.id).await.unwrap());
+    assert_eq!(s.count_users().await.unwrap(), 2);
+}
+
+async fn recent_audit_is_the_newest_events_newest_first(s: &dyn Store) {
+    let alice = user(s, "alice").await;
+    let event = |at: i64, kind: &str, user_id: Option<Uuid>| AuditEvent {
+        at,
+        kind: kind.into(),
+        user_id,
+        session_id: None,
+        ip: None,
+        user_agent: None,
+        detail: None,
+    };
+    for (i, kind) in ["one", "two", "three", "four"].iter().enumerate() {
+        let who = (i % 2 == 0).then_some(alice.id);
+        s.record_audit(event(T0 + i as i64, kind, who))
+            .await
+            .unwrap();
+    }
+    let kinds = |v: Vec<AuditEvent>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(s.list_recent_audit(None, 0, 2).await.unwrap()),
+        ["four", "three"]
+    );
+    assert_eq!(
+        kinds(s.list_recent_audit(None, 0, 100).await.unwrap()),
+        ["four", "three", "two", "one"]
+    );
+    assert_eq!(
+        kinds(s.list_recent_audit(Some(alice.id), 0, 100).await.unwrap()),
+        ["three", "one"]
+    );
+    assert_eq!(
+        kinds(s.list_recent_audit(None, T0 + 2, 100).await.unwrap()),
+        ["four", "three"]
     );
 }

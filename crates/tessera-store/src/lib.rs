@@ -16,6 +16,23 @@ use sqlx::postgres::PgDatabaseError;
 use tessera_core::StoreError;
 use tessera_core::store::StoreResult;
 
+/// For stores opened without migrating: the newest migration applied (`None`: no
+/// schema at all) must be the newest this build knows.
+pub(crate) fn check_schema(applied: Option<i64>, latest: i64) -> StoreResult<()> {
+    match applied {
+        None => Err(StoreError::Other(
+            "it holds no Tessera schema yet; run `tessera serve` or `tessera migrate` first".into(),
+        )),
+        Some(v) if v < latest => Err(StoreError::Other(format!(
+            "its schema is at version {v}, this build needs {latest}; run `tessera migrate` first"
+        ))),
+        Some(v) if v > latest => Err(StoreError::Other(format!(
+            "its schema (version {v}) is newer than this build knows ({latest}); upgrade tessera"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Maps a driver error to the domain's storage error; unique violations name the field.
 /// Joins grant types for storage; they never contain a space.
 pub(crate) fn join_grants(grants: &[String]) -> String {

@@ -3,8 +3,8 @@
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Row, SqlSafeStr};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row, SqlSafeStr};
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
@@ -149,28 +149,125 @@ impl PostgresStore {
         Self::open_with(connect, opts).await
     }
 
+    /// Connects without applying migrations, for commands that only read: fails
+    /// when the database holds no Tessera schema or another version of it.
+    pub async fn open_existing(url: &str, opts: PgPoolSettings) -> StoreResult<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = Self::pool(connect, opts).await?;
+        let applied = async {
+            let table: Option<String> =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::TEXT")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(map_err)?;
+            match table {
+                None => Ok(None),
+                Some(_) => sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_one(&pool)
+                .await
+                .map_err(map_err),
+            }
+        }
+        .await;
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if let Err(e) = applied.and_then(|v| crate::check_schema(v, latest)) {
+            pool.close().await;
+            return Err(e);
+        }
+        Ok(Self::with_pool(pool))
+    }
+
+    /// The store over a connected pool, with its rotation batcher running.
+    fn with_pool(pool: PgPool) -> Self {
+        let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(rotation_batcher(pool.clone(), queue));
+        Self { pool, rotations }
+    }
+
     pub(crate) async fn open_with(
         connect: PgConnectOptions,
         opts: PgPoolSettings,
     ) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
-            .min_connections(opts.min_connections)
-            .acquire_timeout(opts.acquire_timeout)
-            .idle_timeout(opts.idle_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(map_err)?;
+        let pool = Self::pool(connect, opts).await?;
         if let Err(e) = migrator().run(&pool).await {
             // A failed run leaves its advisory lock on the pooled connection;
             // closing the pool ends that session and releases the lock.
             pool.close().await;
             return Err(StoreError::Other(format!("migration failed: {e}")));
         }
-        let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(rotation_batcher(pool.clone(), queue));
-        Ok(Self { pool, rotations })
+        Ok(Self::with_pool(pool))
     }
+
+    async fn pool(connect: PgConnectOptions, opts: PgPoolSettings) -> StoreResult<PgPool> {
+        // The pool retries a failing connection until its timeout and then says
+        // only that it timed out; one direct attempt first names the real cause.
+        match tokio::time::timeout(opts.acquire_timeout, PgConnection::connect_with(&connect)).await
+        {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(connect_error(&connect, e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no answer from {} within {} s",
+                    server_of(&connect),
+                    opts.acquire_timeout.as_secs_f32()
+                )));
+            }
+        }
+        PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .min_connections(opts.min_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .idle_timeout(opts.idle_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(map_err)
+    }
+}
+
+fn server_of(c: &PgConnectOptions) -> String {
+    format!("{}:{}", c.get_host(), c.get_port())
+}
+
+/// Why a first connection failed, in the words an operator acts on: the server
+/// refused or could not be reached, the login was refused, or the database does
+/// not exist. Never includes the password.
+fn connect_error(c: &PgConnectOptions, e: sqlx::Error) -> StoreError {
+    let at = server_of(c);
+    let cause = match &e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused by {at} (is PostgreSQL running there?)")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {at}: {io}"),
+        sqlx::Error::Tls(t) => format!("TLS with {at} failed: {t}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01" | "28000") => format!(
+                "authentication failed as user `{}` at {at}: {}",
+                c.get_username(),
+                db.message()
+            ),
+            Some("3D000") => format!("unknown database at {at}: {}", db.message()),
+            _ => format!("{at}: {}", db.message()),
+        },
+        other => format!("{at}: {other}"),
+    };
+    StoreError::Unavailable(cause)
+}
+
+fn audit_from(r: &PgRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        at: r.try_get("at").map_err(map_err)?,
+        kind: r.try_get("kind").map_err(map_err)?,
+        user_id: r.try_get("user_id").map_err(map_err)?,
+        session_id: r.try_get("session_id").map_err(map_err)?,
+        ip: r.try_get("ip").map_err(map_err)?,
+        user_agent: r.try_get("user_agent").map_err(map_err)?,
+        detail: r.try_get("detail").map_err(map_err)?,
+    })
 }
 
 fn user_from(row: &PgRow) -> StoreResult<User> {
@@ -653,6 +750,14 @@ impl Store for PostgresStore {
         rows.iter().map(user_from).collect()
     }
 
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
@@ -834,18 +939,25 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: r.try_get("at").map_err(map_err)?,
-                    kind: r.try_get("kind").map_err(map_err)?,
-                    user_id: r.try_get("user_id").map_err(map_err)?,
-                    session_id: r.try_get("session_id").map_err(map_err)?,
-                    ip: r.try_get("ip").map_err(map_err)?,
-                    user_agent: r.try_get("user_agent").map_err(map_err)?,
-                    detail: r.try_get("detail").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn list_recent_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
+             WHERE at >= $1 AND ($2::UUID IS NULL OR user_id = $2) ORDER BY at DESC, id DESC LIMIT $3",
+        )
+        .bind(since)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(audit_from).collect()
     }
 }

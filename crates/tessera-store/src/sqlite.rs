@@ -66,9 +66,29 @@ impl SqliteStore {
     /// `acquire_timeout`: how long a request waits for a connection before the store
     /// reports itself unavailable.
     pub async fn open(url: &str, readers: u32, acquire_timeout: Duration) -> StoreResult<Self> {
+        Self::open_inner(url, readers, acquire_timeout, true).await
+    }
+
+    /// Opens an existing database as it is: creates no file and applies no
+    /// migration, for commands that only read. Fails when the file is missing or
+    /// its schema is not the one this build uses.
+    pub async fn open_existing(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
+        Self::open_inner(url, readers, acquire_timeout, false).await
+    }
+
+    async fn open_inner(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+        migrate: bool,
+    ) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
-            .create_if_missing(true)
+            .create_if_missing(migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
@@ -79,17 +99,40 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
-        // SQLite has no lock that spans sqlx's migration run, so servers starting
-        // together on one file can both try to apply the same migration; the
-        // loser's transaction rolls back. Trying again then finds it applied.
-        let mut attempt = 0;
-        while let Err(e) = migrator().run(&writer).await {
-            attempt += 1;
-            if attempt == 5 {
-                writer.close().await;
-                return Err(StoreError::Other(format!("migration failed: {e}")));
+        if migrate {
+            // SQLite has no lock that spans sqlx's migration run, so servers starting
+            // together on one file can both try to apply the same migration; the
+            // loser's transaction rolls back. Trying again then finds it applied.
+            let mut attempt = 0;
+            while let Err(e) = migrator().run(&writer).await {
+                attempt += 1;
+                if attempt == 5 {
+                    writer.close().await;
+                    return Err(StoreError::Other(format!("migration failed: {e}")));
+                }
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+        } else {
+            let has_table: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_optional(&writer)
+            .await
+            .map_err(map_err)?;
+            let applied = match has_table {
+                None => None,
+                Some(_) => sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_one(&writer)
+                .await
+                .map_err(map_err)?,
+            };
+            let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+            if let Err(e) = crate::check_schema(applied, latest) {
+                writer.close().await;
+                return Err(e);
+            }
         }
         let file = opts.get_filename().to_path_buf();
         let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
@@ -114,6 +157,19 @@ impl SqliteStore {
 
 fn uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(s).map_err(|_| StoreError::Other(format!("corrupt id `{s}` in database")))
+}
+
+fn audit_from(r: &SqliteRow) -> StoreResult<AuditEvent> {
+    let opt_uuid = |v: Option<String>| v.as_deref().map(uuid).transpose();
+    Ok(AuditEvent {
+        at: r.try_get("at").map_err(map_err)?,
+        kind: r.try_get("kind").map_err(map_err)?,
+        user_id: opt_uuid(r.try_get("user_id").map_err(map_err)?)?,
+        session_id: opt_uuid(r.try_get("session_id").map_err(map_err)?)?,
+        ip: r.try_get("ip").map_err(map_err)?,
+        user_agent: r.try_get("user_agent").map_err(map_err)?,
+        detail: r.try_get("detail").map_err(map_err)?,
+    })
 }
 
 fn user_from(row: &SqliteRow) -> StoreResult<User> {
@@ -563,6 +619,14 @@ impl Store for SqliteStore {
         rows.iter().map(user_from).collect()
     }
 
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.to_string())
@@ -745,20 +809,27 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        let opt_uuid = |v: Option<String>| v.as_deref().map(uuid).transpose();
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: r.try_get("at").map_err(map_err)?,
-                    kind: r.try_get("kind").map_err(map_err)?,
-                    user_id: opt_uuid(r.try_get("user_id").map_err(map_err)?)?,
-                    session_id: opt_uuid(r.try_get("session_id").map_err(map_err)?)?,
-                    ip: r.try_get("ip").map_err(map_err)?,
-                    user_agent: r.try_get("user_agent").map_err(map_err)?,
-                    detail: r.try_get("detail").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn list_recent_audit(
+        &self,
+        user_id: Option<Uuid>,
+        since: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
+             WHERE at >= ? AND (? IS NULL OR user_id = ?) ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(since)
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(audit_from).collect()
     }
 }
 

@@ -1,5 +1,5 @@
-//! Configuration: flag > environment > `tessera.toml` > default (SPEC §3).
-//! Invalid values stop start-up with a message naming the setting.
+//! Configuration: flag > environment > `.env` > `tessera.toml` > default (SPEC §3).
+//! Invalid values and unknown keys stop start-up with a message naming the setting.
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -95,6 +95,18 @@ pub struct Config {
     /// How long audit events (and ended sessions) are kept before pruning.
     pub audit_retention: Span,
     pub log: String,
+    /// Where the values came from; not a setting.
+    #[serde(skip)]
+    pub sources: Sources,
+}
+
+/// The files a configuration was read from, and what reading them noticed.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `tessera.toml` (or `--config`) and `.env`, as read.
+    pub files: Vec<PathBuf>,
+    /// Variables that look like settings but name none (`TESSERA_LISTN`).
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -145,6 +157,7 @@ impl Default for Config {
             refresh_limit_ip: throttle.refresh_ip,
             audit_retention: Span::from_secs(90 * 86_400),
             log: "info".into(),
+            sources: Sources::default(),
         }
     }
 }
@@ -192,6 +205,9 @@ pub struct Validated {
     pub database_url: String,
     pub hs256_secret: Option<Vec<u8>>,
     pub master_key: Option<Vec<u8>>,
+    /// Settings that work but probably not as meant; `serve` and `config show`
+    /// print them.
+    pub warnings: Vec<String>,
 }
 
 fn bad(setting: &str, accepted: &str) -> String {
@@ -200,26 +216,37 @@ fn bad(setting: &str, accepted: &str) -> String {
 
 impl Config {
     /// Reads the layers. `config_file` is `--config`; without it `tessera.toml` in the
-    /// working directory is read when present.
+    /// working directory is read when present. A `.env` file in the working
+    /// directory counts as environment, below the real environment.
     pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, String> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        match config_file {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(format!("config file {} does not exist", path.display()));
-                }
-                fig = fig.merge(Toml::file_exact(path));
+        let mut sources = Sources::default();
+        let file = match config_file {
+            Some(path) if !path.exists() => {
+                return Err(format!("config file {} does not exist", path.display()));
             }
-            None if Path::new("tessera.toml").exists() => {
-                fig = fig.merge(Toml::file_exact("tessera.toml"))
-            }
-            None => {}
+            Some(path) => Some(path.to_path_buf()),
+            None if Path::new("tessera.toml").exists() => Some(PathBuf::from("tessera.toml")),
+            None => None,
+        };
+        if let Some(path) = file {
+            check_toml_keys(&path)?;
+            fig = fig.merge(Toml::file_exact(&path));
+            sources.files.push(absolute(&path));
         }
+        let dotenv = Path::new(".env");
+        if dotenv.is_file() {
+            let (values, unknown) = read_dotenv(dotenv)?;
+            fig = fig.merge(Serialized::defaults(values));
+            sources.files.push(absolute(dotenv));
+            sources.warnings.extend(unknown);
+        }
+        sources.warnings.extend(unknown_env_vars());
         let fig = fig
             .merge(Env::raw().only(SEED_ENV))
             .merge(Env::prefixed("TESSERA_"))
             .merge(Serialized::defaults(flags));
-        fig.extract::<Config>().map_err(|e| {
+        let mut cfg = fig.extract::<Config>().map_err(|e| {
             let key = e.path.join(".");
             let key = if key.is_empty() {
                 String::from("(configuration)")
@@ -227,7 +254,9 @@ impl Config {
                 key
             };
             format!("invalid setting `{key}`: {}", e.kind)
-        })
+        })?;
+        cfg.sources = sources;
+        Ok(cfg)
     }
 
     pub fn database_url(&self) -> String {
@@ -260,10 +289,32 @@ impl Config {
         let access_ttl = positive("access_token_expiry", self.access_token_expiry)?;
         let refresh_idle = positive("refresh_token_expiry", self.refresh_token_expiry)?;
         let session_max = positive("session_max_lifetime", self.session_max_lifetime)?;
-        let issuer = self.issuer();
-        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) || issuer.len() < 9 {
-            return Err(bad("issuer", "must be an http:// or https:// URL"));
+        let mut warnings = self.sources.warnings.clone();
+        if access_ttl > refresh_idle {
+            // The client refreshes when its access token expires; by then the
+            // session has idled out, so every refresh would fail.
+            return Err(bad(
+                "access_token_expiry (ACCESS_TOKEN_EXPIRY)",
+                &format!(
+                    "{} is longer than refresh_token_expiry (REFRESH_TOKEN_EXPIRY, {}): sessions would expire before their access token needs refreshing; make it at most {}",
+                    self.access_token_expiry, self.refresh_token_expiry, self.refresh_token_expiry
+                ),
+            ));
         }
+        if refresh_idle > session_max {
+            warnings.push(format!(
+                "refresh_token_expiry (REFRESH_TOKEN_EXPIRY, {}) is longer than session_max_lifetime (TESSERA_SESSION_MAX_LIFETIME, {}): every session ends {} after sign-in however often it refreshes; raise session_max_lifetime to let sessions live longer",
+                self.refresh_token_expiry, self.session_max_lifetime, self.session_max_lifetime
+            ));
+        }
+        let issuer = self.issuer();
+        let issuer_url = check_issuer(&issuer)?;
+        if self.cookie_secure && issuer_url.scheme() == "http" && !is_loopback(&issuer_url) {
+            warnings.push(format!(
+                "cookie_secure is on but the issuer {issuer} is plain http: browsers drop Secure cookies on http, so cookie delivery will not work; serve over https (set TESSERA_ISSUER to the https URL) or set TESSERA_COOKIE_SECURE=false for development"
+            ));
+        }
+        log_filter(&self.log)?;
         let audience = self.audience.clone().unwrap_or_default();
         if audience.is_empty() {
             return Err(bad("audience", "must not be empty"));
@@ -422,11 +473,15 @@ impl Config {
             database_url,
             hs256_secret,
             master_key,
+            warnings,
         })
     }
 
-    /// The effective configuration as TOML, secrets redacted.
-    pub fn show(&self) -> String {
+    /// The effective configuration as TOML, secrets redacted, after the same
+    /// checks as `serve`: the signing algorithm is the one actually used (HS256
+    /// whenever `ACCESS_TOKEN_SECRET` is set).
+    pub fn show(&self) -> Result<String, String> {
+        let v = self.validate()?;
         let mut c = self.clone();
         for s in [
             &mut c.access_token_secret,
@@ -439,8 +494,244 @@ impl Config {
         }
         c.database_url = Some(redact_url(&self.database_url()));
         c.issuer = Some(self.issuer());
-        toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+        c.signing_alg = v.server.signing_alg.to_string();
+        let mut out = match self.sources.files.as_slice() {
+            [] => "# read from: defaults and environment only\n".to_string(),
+            files => format!(
+                "# read from: {}, environment\n",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        out.push_str(
+            &toml::to_string(&c).map_err(|e| format!("cannot render configuration: {e}"))?,
+        );
+        Ok(out)
     }
+}
+
+/// The issuer must be an absolute http(s) URL with a host and nothing a token's
+/// `iss` should not carry: no spaces, credentials, query or fragment.
+fn check_issuer(issuer: &str) -> Result<url::Url, String> {
+    let bad = || {
+        bad(
+            "issuer (TESSERA_ISSUER)",
+            "an absolute http:// or https:// URL with a host and no spaces, user name, query or fragment, such as https://auth.example.com",
+        )
+    };
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let url = url::Url::parse(issuer).map_err(|_| bad())?;
+    let fine = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if fine { Ok(url) } else { Err(bad()) }
+}
+
+/// Whether browsers treat the URL's host as this machine (where they accept
+/// `Secure` cookies over plain http).
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The log filter `serve` installs: the `log` setting (the default `info` with
+/// sqlx's per-query logs kept at `warn`). A filter that does not parse, or a
+/// bare word one typo away from a level (`inf`, `debg`), is an error.
+pub fn log_filter(log: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let accepted = "a tracing filter such as `info`, `warn,tessera_server=debug` or `off`";
+    let levels = ["off", "error", "warn", "info", "debug", "trace"];
+    for directive in log.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let word = directive.to_ascii_lowercase();
+        if directive.contains(['=', '[', ':']) || levels.contains(&word.as_str()) {
+            continue;
+        }
+        if let Some(level) = levels.iter().find(|l| {
+            let d = strsim::damerau_levenshtein(&word, l);
+            d <= 1 || (d <= 2 && word.len() >= 5) || word.starts_with(*l)
+        }) {
+            return Err(bad(
+                "log (TESSERA_LOG)",
+                &format!("{accepted}; `{directive}` is no level: did you mean `{level}`?"),
+            ));
+        }
+    }
+    // The default keeps sqlx's statement logs out; a filter that was set is
+    // taken as given.
+    let full = if log == Config::default().log {
+        format!("{log},sqlx=warn")
+    } else {
+        log.to_string()
+    };
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&full)
+        .map_err(|e| bad("log (TESSERA_LOG)", &format!("{accepted} ({e})")))
+}
+
+/// Every setting's name (the keys of `tessera.toml`).
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The known key closest to `unknown`, when it is close enough to be a typo.
+fn closest<'a>(unknown: &str, known: &'a [String]) -> Option<&'a str> {
+    let unknown = unknown.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&unknown, k), k))
+        .filter(|(d, k)| *d <= (k.len().max(unknown.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+fn did_you_mean(unknown: &str, known: &[String], shown: impl Fn(&str) -> String) -> String {
+    match closest(unknown, known) {
+        Some(k) => format!("; did you mean `{}`?", shown(k)),
+        None => String::new(),
+    }
+}
+
+/// Refuses keys and tables of a config file that are not settings: a typo must
+/// not leave a setting at its default unnoticed.
+fn check_toml_keys(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        // The message only: the error's excerpt of the line could hold a secret.
+        let line = e
+            .span()
+            .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(n) => format!("{shown} line {n}: {}", e.message().trim()),
+            None => format!("{shown}: {}", e.message().trim()),
+        }
+    })?;
+    let known = known_keys();
+    let problems: Vec<String> = table
+        .iter()
+        .filter(|(k, _)| !known.contains(k))
+        .map(|(k, v)| {
+            let what = if v.is_table() {
+                format!("unknown table `[{k}]`")
+            } else {
+                format!("unknown setting `{k}`")
+            };
+            let hint = did_you_mean(k, &known, str::to_string);
+            let hint = if hint.is_empty() && v.is_table() {
+                "; settings are top-level keys (`listen = \"0.0.0.0:8080\"`)".to_string()
+            } else {
+                hint
+            };
+            format!("{what} in {shown}{hint}")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// The environment name of a setting: unprefixed for the tutorials' names.
+fn env_name(key: &str) -> String {
+    let upper = key.to_ascii_uppercase();
+    if SEED_ENV.contains(&upper.as_str()) {
+        upper
+    } else {
+        format!("TESSERA_{upper}")
+    }
+}
+
+/// `TESSERA_*` names that are no setting, with the closest one. Warnings, not
+/// errors: the environment is shared with other programs.
+fn unknown_tessera_names<'a>(names: impl Iterator<Item = &'a str>, from: &str) -> Vec<String> {
+    let known = known_keys();
+    names
+        .filter_map(|name| {
+            let key = name.strip_prefix("TESSERA_")?.to_ascii_lowercase();
+            if known.contains(&key) {
+                return None;
+            }
+            let hint = did_you_mean(&key, &known, env_name);
+            Some(format!(
+                "{name} in {from} is not a setting and is ignored{hint}"
+            ))
+        })
+        .collect()
+}
+
+fn unknown_env_vars() -> Vec<String> {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    unknown_tessera_names(names.iter().map(String::as_str), "the environment")
+}
+
+/// Reads `.env`: the tutorials' variables and `TESSERA_*` ones become settings
+/// (values parsed as the environment's are); other variables are not ours and are
+/// left alone. Returns the settings and warnings about unknown `TESSERA_*` names.
+fn read_dotenv(
+    path: &Path,
+) -> Result<
+    (
+        std::collections::BTreeMap<String, figment::value::Value>,
+        Vec<String>,
+    ),
+    String,
+> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let iter = dotenvy::from_read_iter(text.as_bytes());
+    let mut values = std::collections::BTreeMap::new();
+    let mut names = Vec::new();
+    for item in iter {
+        let (name, value) = item.map_err(|e| match e {
+            dotenvy::Error::LineParse(line, _) => {
+                // Say where, never what: the line may hold a secret.
+                let first = line.lines().next().unwrap_or("").trim();
+                let n = text
+                    .lines()
+                    .position(|l| !first.is_empty() && l.trim() == first)
+                    .map(|i| format!(" line {}", i + 1))
+                    .unwrap_or_default();
+                format!("{shown}{n} is not NAME=value")
+            }
+            other => format!("cannot read {shown}: {other}"),
+        })?;
+        let key = if SEED_ENV.contains(&name.as_str()) {
+            name.to_ascii_lowercase()
+        } else if let Some(rest) = name.strip_prefix("TESSERA_") {
+            names.push(name.clone());
+            rest.to_ascii_lowercase()
+        } else {
+            continue;
+        };
+        let parsed: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
+        values.insert(key, parsed);
+    }
+    let warnings = unknown_tessera_names(names.iter().map(String::as_str), &shown.to_string());
+    Ok((values, warnings))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -513,5 +804,107 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn typos_get_the_closest_setting_and_strangers_none() {
+        let known = known_keys();
+        assert!(known.contains(&"access_token_secret".to_string()));
+        assert!(!known.contains(&"sources".to_string()), "not a setting");
+        for (typo, meant) in [
+            ("acces_token_secret", "access_token_secret"),
+            ("cookie_secur", "cookie_secure"),
+            ("ACCESS_TOKEN_EXPIRY", "access_token_expiry"),
+            ("database-url", "database_url"),
+            ("lg", "log"),
+            ("isuer", "issuer"),
+        ] {
+            assert_eq!(closest(typo, &known), Some(meant), "{typo}");
+        }
+        for stranger in ["port", "completely_unrelated", "server", "foo"] {
+            assert_eq!(closest(stranger, &known), None, "{stranger}");
+        }
+    }
+
+    #[test]
+    fn issuers_are_absolute_http_urls_without_extras() {
+        for good in [
+            "https://auth.example.com",
+            "https://auth.example.com/",
+            "https://auth.example.com/realms/main",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(check_issuer(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "auth.example.com",
+            "/relative",
+            "ftp://auth.example.com",
+            "https://auth.example.com/a b",
+            " https://auth.example.com",
+            "https://auth.example.com?x=1",
+            "https://auth.example.com?",
+            "https://auth.example.com#f",
+            "https://user@auth.example.com",
+            "https://",
+            "mailto:a@example.com",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad:?}");
+        }
+        let local = |u: &str| is_loopback(&url::Url::parse(u).unwrap());
+        assert!(local("http://localhost:8080") && local("http://app.localhost"));
+        assert!(local("http://127.0.0.1") && local("http://127.1.2.3") && local("http://[::1]"));
+        assert!(!local("http://10.0.0.5") && !local("http://auth.example.com"));
+    }
+
+    #[test]
+    fn log_filters_parse_or_are_refused() {
+        for good in [
+            "info",
+            "warn,tessera_server=debug",
+            "off",
+            "tessera",
+            "INFO",
+            "sqlx=debug",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for (bad, hint) in [
+            ("inf", "`info`"),
+            ("debg", "`debug`"),
+            ("warning", "`warn`"),
+            ("information", "`info`"),
+            ("eror", "`error`"),
+        ] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains(hint), "{bad}: {e}");
+        }
+        for bad in ["info,tessera=loud", "[", "tessera[=x"] {
+            assert!(log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_checked_against_each_other() {
+        let with = |access: u64, idle: u64, max: u64| Config {
+            access_token_expiry: Span::from_secs(access),
+            refresh_token_expiry: Span::from_secs(idle),
+            session_max_lifetime: Span::from_secs(max),
+            ..Config::default()
+        };
+        assert!(with(900, 900, 900).validate().unwrap().warnings.is_empty());
+        let e = with(3600, 1800, 86_400).validate().unwrap_err();
+        assert!(
+            e.contains("access_token_expiry") && e.contains("at most 30m"),
+            "{e}"
+        );
+        let w = with(900, 60 * 86_400, 30 * 86_400)
+            .validate()
+            .unwrap()
+            .warnings;
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("session_max_lifetime"), "{w:?}");
     }
 }

@@ -197,6 +197,57 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
     ))
 }
 
+/// The SQLite database file a `sqlite:` URL names (`None` for an in-memory one).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Opens the configured database as it is, for commands that only read or that
+/// act on records that must already exist: creates no folder, file or schema.
+/// `migrate` lets a command that writes bring an older schema up to date.
+pub async fn open_existing_store(
+    cfg: &Config,
+    v: &Validated,
+    migrate: bool,
+) -> Result<Arc<dyn Store>, String> {
+    let shown = config::redact_url(&v.database_url);
+    let failed = |e: tessera_core::StoreError| format!("cannot open database {shown}: {e}");
+    if v.database_url.starts_with("sqlite:")
+        && let Some(path) = sqlite_path(&v.database_url)
+        && !path.is_file()
+    {
+        return Err(format!(
+            "no database at {}; run `tessera serve` or `tessera migrate` first",
+            path.display()
+        ));
+    }
+    if migrate {
+        return open_store(cfg, v).await;
+    }
+    let acquire = std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1));
+    if v.database_url.starts_with("sqlite:") {
+        let store = SqliteStore::open_existing(&v.database_url, cfg.database_pool_size, acquire)
+            .await
+            .map_err(failed)?;
+        return Ok(Arc::new(store));
+    }
+    let pool = PgPoolSettings {
+        max_connections: cfg.database_pool_size,
+        min_connections: cfg.database_min_connections,
+        acquire_timeout: acquire,
+        ..PgPoolSettings::default()
+    };
+    Ok(Arc::new(
+        PostgresStore::open_existing(&v.database_url, pool)
+            .await
+            .map_err(failed)?,
+    ))
+}
+
 /// Where signing keys come from, per the validated configuration, and the
 /// key-encryption key that seals them: `TESSERA_MASTER_KEY` when set (a key
 /// generated into the data folder earlier then only opens keys it sealed, which
@@ -318,11 +369,23 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let banner = format!(
+    let mut banner = format!(
         "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database, sealed with the key from {sealed_with}",
         v.server.issuer,
         config::redact_url(&v.database_url)
     );
+    if !cfg.sources.files.is_empty() {
+        let files: Vec<String> = cfg
+            .sources
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        banner.push_str(&format!("\n  config:    read {}", files.join(", ")));
+    }
+    for w in &v.warnings {
+        banner.push_str(&format!("\n  warning:   {w}"));
+    }
     // Old audit events, ended sessions and spent throttle windows: pruned once at
     // start-up, then periodically by a background job.
     let retention = cfg.audit_retention.as_i64();

@@ -1,30 +1,86 @@
-//! `tessera audit [--user U] [--since T] [--limit N]`: the audit trail, oldest first.
+//! `tessera audit [--user U] [--since T] [--tail N] [--json]`: the newest events
+//! of the audit trail, printed oldest first like `tail`.
 
 use crate::config::Config;
 use clap::Args;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use tessera_core::model::AuditEvent;
 use tessera_core::{Clock, Span, Store, SystemClock, validate};
 use uuid::Uuid;
 
+/// Every kind of event Tessera records, with what it means.
+pub const EVENT_KINDS: &[(&str, &str)] = &[
+    (
+        "register",
+        "an account was created (API or `tessera user add`)",
+    ),
+    ("login_ok", "a password login succeeded"),
+    (
+        "login_failed",
+        "a login was refused (wrong password, unknown or disabled user)",
+    ),
+    ("throttled", "a request was refused by a rate limit"),
+    (
+        "refresh_reuse",
+        "a superseded refresh token was replayed; its session was revoked",
+    ),
+    ("logout", "a session ended by logout or token revocation"),
+    (
+        "password_changed",
+        "a password was changed or set; other sessions ended",
+    ),
+    (
+        "password_change_failed",
+        "a password change gave the wrong current password",
+    ),
+    (
+        "session_revoked",
+        "sessions ended by their user or an operator",
+    ),
+    (
+        "user_disabled",
+        "an operator disabled a user; their sessions ended",
+    ),
+    ("user_enabled", "an operator enabled a user again"),
+    (
+        "user_deleted",
+        "an operator deleted a user and their sessions",
+    ),
+    ("key_rotated", "a new signing key was published"),
+];
+
+const DEFAULT_TAIL: u32 = 50;
+
+fn after_help() -> String {
+    let mut out = String::from("Event kinds:\n");
+    for (kind, meaning) in EVENT_KINDS {
+        out.push_str(&format!("  {kind:<24}{meaning}\n"));
+    }
+    out.push_str(
+        "\nEach line shows the time, the kind, the user, the session, the client \
+         address and user agent, and details.",
+    );
+    out
+}
+
 #[derive(Args)]
-#[command(
-    after_help = "Event kinds: register, login_ok, login_failed, throttled, \
-refresh_reuse, logout, password_changed, password_change_failed, session_revoked, \
-key_rotated.\nEach line shows the time, the kind, the user, the session, the client \
-address and user agent, and details."
-)]
+#[command(after_help = after_help())]
 pub struct AuditArgs {
     /// Only this user's events: a user id, an email or a username.
     #[arg(long, value_name = "USER")]
     user: Option<String>,
-    /// Only events since this time: RFC 3339 (2026-01-31T12:00:00Z) or a span ago (2h, 7d).
+    /// Only events since this time: RFC 3339 (2026-01-31T12:00:00Z) or a span ago
+    /// (2h, 7d, 1h30m). Alone, it shows every event since then.
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     since: Option<Since>,
-    /// Print at most this many events.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    limit: u32,
+    /// Show the newest N events [default: 50, or all with --since].
+    #[arg(long, visible_alias = "limit", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    tail: Option<u32>,
+    /// Print JSON: an array of events, oldest first.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +161,19 @@ fn line(e: &AuditEvent, names: &HashMap<Uuid, String>) -> String {
     out
 }
 
+fn event_json(e: &AuditEvent, names: &HashMap<Uuid, String>) -> Value {
+    json!({
+        "at": crate::cli::time(e.at),
+        "kind": e.kind,
+        "user_id": e.user_id.map(|u| u.to_string()),
+        "username": e.user_id.and_then(|u| names.get(&u)),
+        "session_id": e.session_id.map(|s| s.to_string()),
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+        "detail": e.detail,
+    })
+}
+
 pub async fn run(cfg: &Config, args: AuditArgs) -> ExitCode {
     let now = SystemClock.now();
     let since = match args.since {
@@ -112,15 +181,24 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> ExitCode {
         Some(Since::At(t)) => t,
         Some(Since::Ago(span)) => now.saturating_sub(span.as_i64()),
     };
-    super::with_store(cfg, |store| async move {
+    let tail = args.tail.unwrap_or(if args.since.is_some() {
+        u32::MAX - 1
+    } else {
+        DEFAULT_TAIL
+    });
+    super::with_reader(cfg, |store| async move {
         let user = match &args.user {
             Some(who) => Some(resolve_user(store.as_ref(), who).await?),
             None => None,
         };
-        let events = store
-            .list_audit(user, since, args.limit.max(1))
+        // One more than shown tells whether older events exist.
+        let mut events = store
+            .list_recent_audit(user, since, tail.saturating_add(1))
             .await
             .map_err(|e| e.to_string())?;
+        let more = events.len() > tail as usize;
+        events.truncate(tail as usize);
+        events.reverse();
         let mut names = HashMap::new();
         for id in events.iter().filter_map(|e| e.user_id) {
             if !names.contains_key(&id)
@@ -129,15 +207,20 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> ExitCode {
                 names.insert(id, r.user.username);
             }
         }
+        if args.json {
+            return super::print_json(&Value::Array(
+                events.iter().map(|e| event_json(e, &names)).collect(),
+            ));
+        }
         for e in &events {
             println!("{}", line(e, &names));
         }
         if events.is_empty() {
             eprintln!("no audit events match");
-        } else if events.len() as u32 >= args.limit.max(1) {
+        } else if more {
             eprintln!(
-                "(the first {} events; narrow with --since or raise --limit)",
-                events.len()
+                "(the newest {}; older ones exist: raise --tail or use --since)",
+                super::plural(events.len() as u64, "event")
             );
         }
         Ok(())

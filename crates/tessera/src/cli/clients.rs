@@ -5,10 +5,11 @@ use crate::config::Config;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Subcommand;
+use serde_json::{Value, json};
 use std::process::ExitCode;
 use tessera_app::hashing::client_secret_hash;
 use tessera_app::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN};
-use tessera_core::{Client, Clock, StoreError, SystemClock};
+use tessera_core::{Client, Clock, Store, StoreError, SystemClock};
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -30,7 +31,11 @@ pub enum ClientCommand {
         first_party: bool,
     },
     /// List the registered clients.
-    List,
+    List {
+        /// Print JSON: an array of clients.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a client; its sessions can no longer be refreshed.
     Remove { id: String },
 }
@@ -49,34 +54,101 @@ fn new_secret() -> Result<String, String> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+fn kind(c: &Client) -> &'static str {
+    if c.secret_hash.is_some() {
+        "confidential"
+    } else {
+        "public"
+    }
+}
+
+async fn list(store: &dyn Store, json: bool) -> Result<(), String> {
+    let clients = store.list_clients().await.map_err(|e| e.to_string())?;
+    if json {
+        let out = clients
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "type": kind(c),
+                    "first_party": c.first_party,
+                    "grants": c.grant_types,
+                    "created_at": super::time(c.created_at),
+                })
+            })
+            .collect();
+        return super::print_json(&Value::Array(out));
+    }
+    if clients.is_empty() {
+        eprintln!("no clients; `tessera serve` creates the default client");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<13} {:<12} {:<24} {:<21} NAME",
+        "ID", "TYPE", "FIRST-PARTY", "GRANTS", "CREATED"
+    );
+    for c in &clients {
+        println!(
+            "{:<24} {:<13} {:<12} {:<24} {:<21} {}",
+            c.id,
+            kind(c),
+            if c.first_party { "yes" } else { "no" },
+            c.grant_types.join(" "),
+            super::time(c.created_at),
+            c.name
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
     let v = match cfg.validate() {
         Ok(v) => v,
         Err(e) => return super::fail(e),
     };
     let default_id = v.server.client_id.clone();
-    super::with_store(cfg, |store| async move {
-        match cmd {
-            ClientCommand::Add {
-                id,
-                name,
-                confidential,
-                mut grants,
-                first_party,
-            } => {
-                if !valid_id(&id) {
-                    return Err("a client id is 1 to 64 of A-Z a-z 0-9 . _ ~ -".into());
+    match cmd {
+        ClientCommand::List { json } => {
+            super::with_reader(cfg, |store| async move { list(store.as_ref(), json).await }).await
+        }
+        ClientCommand::Remove { id } => {
+            super::with_existing_store(cfg, |store| async move {
+                if !store.delete_client(&id).await.map_err(|e| e.to_string())? {
+                    return Err(format!("no client `{id}`"));
                 }
-                if grants.is_empty() {
-                    grants.push(GRANT_REFRESH_TOKEN.into());
+                println!("removed client `{id}`");
+                if id == default_id {
+                    println!("(the default client `{id}` is created again when the server starts)");
                 }
-                grants.sort();
-                grants.dedup();
-                if grants.iter().any(|g| g == GRANT_PASSWORD) && !first_party {
-                    return Err(
-                        "the password grant is for first-party clients: add --first-party".into(),
-                    );
-                }
+                Ok(())
+            })
+            .await
+        }
+        ClientCommand::Add {
+            id,
+            name,
+            confidential,
+            mut grants,
+            first_party,
+        } => {
+            if !valid_id(&id) {
+                return super::usage(format!(
+                    "invalid client id `{}`: a client id is 1 to 64 of A-Z a-z 0-9 . _ ~ -",
+                    id.escape_debug()
+                ));
+            }
+            if grants.is_empty() {
+                grants.push(GRANT_REFRESH_TOKEN.into());
+            }
+            grants.sort();
+            grants.dedup();
+            if grants.iter().any(|g| g == GRANT_PASSWORD) && !first_party {
+                return super::usage(
+                    "the password grant is for first-party clients: add --first-party",
+                );
+            }
+            super::with_store(cfg, |store| async move {
                 let secret = confidential.then(new_secret).transpose()?;
                 let secret_hash = secret.as_deref().map(client_secret_hash);
                 let client = Client {
@@ -102,42 +174,10 @@ pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
                     println!("The secret is shown only this once; Tessera keeps only its hash.");
                 }
                 Ok(())
-            }
-            ClientCommand::List => {
-                println!(
-                    "{:<24} {:<13} {:<12} {:<24} {:<21} NAME",
-                    "ID", "TYPE", "FIRST-PARTY", "GRANTS", "CREATED"
-                );
-                for c in store.list_clients().await.map_err(|e| e.to_string())? {
-                    println!(
-                        "{:<24} {:<13} {:<12} {:<24} {:<21} {}",
-                        c.id,
-                        if c.secret_hash.is_some() {
-                            "confidential"
-                        } else {
-                            "public"
-                        },
-                        if c.first_party { "yes" } else { "no" },
-                        c.grant_types.join(" "),
-                        super::time(c.created_at),
-                        c.name
-                    );
-                }
-                Ok(())
-            }
-            ClientCommand::Remove { id } => {
-                if !store.delete_client(&id).await.map_err(|e| e.to_string())? {
-                    return Err(format!("no client `{id}`"));
-                }
-                println!("removed client `{id}`");
-                if id == default_id {
-                    println!("(the default client `{id}` is created again when the server starts)");
-                }
-                Ok(())
-            }
+            })
+            .await
         }
-    })
-    .await
+    }
 }
 
 #[cfg(test)]

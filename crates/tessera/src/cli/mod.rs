@@ -1,8 +1,11 @@
 //! The command line: `tessera serve | migrate | config show | ...` (SPEC §9).
-//! Exit codes: 0 ok, 1 failure, 2 usage error (clap's own).
+//! Exit codes: 0 ok, 1 failure, 2 usage error (clap's own, and [`usage`]).
 //!
 //! Each group of operator commands lives in its own module and gets the opened
-//! store through [`with_store`].
+//! store through one of three doors: [`with_reader`] for commands that only read
+//! (nothing is created, migrated or written), [`with_existing_app`] for commands
+//! that change records that must already exist, and [`with_store`] /
+//! [`with_app`] for commands that may start a database from nothing.
 
 mod audit;
 mod clients;
@@ -11,7 +14,7 @@ mod token;
 mod users;
 
 use crate::config::{Config, FlagOverrides};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
@@ -78,7 +81,7 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
-    /// Print the audit trail (logins, throttling, reuse, logouts, ...), oldest first.
+    /// Print the newest audit events (logins, throttling, reuse, logouts, ...).
     Audit(audit::AuditArgs),
     /// Inspect the configuration.
     Config {
@@ -89,7 +92,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print the effective configuration, secrets redacted.
+    /// Check the configuration as `serve` does and print the values in force,
+    /// secrets redacted.
     Show,
 }
 
@@ -104,17 +108,35 @@ pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Opens the configured store, runs `f` on it, closes it.
-pub async fn with_store<F, Fut>(cfg: &Config, f: F) -> ExitCode
+/// The command was called wrongly: clap's usage message and exit code 2.
+pub fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    let err = Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg);
+    let _ = err.print();
+    ExitCode::from(2)
+}
+
+/// `1 session`, `2 sessions`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Prints a machine-readable answer (`--json`).
+pub fn print_json(value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn run_on<F, Fut>(store: Result<Arc<dyn Store>, String>, f: F) -> ExitCode
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let v = match cfg.validate() {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let store = match crate::open_store(cfg, &v).await {
+    let store = match store {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -126,6 +148,59 @@ where
     }
 }
 
+/// Opens the configured store (creating and migrating it when needed), runs `f`
+/// on it, closes it.
+pub async fn with_store<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    run_on(crate::open_store(cfg, &v).await, f).await
+}
+
+/// Opens the existing store as it is and runs `f`: for commands that only read.
+/// A missing SQLite database is an error, never created; no schema is applied.
+pub async fn with_reader<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    run_on(crate::open_existing_store(cfg, &v, false).await, f).await
+}
+
+/// Opens the existing store (a missing SQLite database is an error, not created;
+/// an older schema is migrated) and runs `f`: for commands that write records
+/// about ones that must already exist.
+pub async fn with_existing_store<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    run_on(crate::open_existing_store(cfg, &v, true).await, f).await
+}
+
+async fn app_on<F, Fut>(cfg: &Config, store: Arc<dyn Store>, f: F) -> Result<(), String>
+where
+    F: FnOnce(Arc<App>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = cfg.validate()?;
+    let (app, _) = crate::build_app(cfg, &v, store, Arc::new(SystemClock)).await?;
+    f(app).await
+}
+
 /// Opens the configured store and builds the application on it (no HTTP
 /// listener), runs `f`, closes the store. Commands that change accounts, sessions
 /// or keys go through this, so they share the server's use cases.
@@ -134,12 +209,22 @@ where
     F: FnOnce(Arc<App>) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    with_store(cfg, |store| async move {
-        let v = cfg.validate()?;
-        let (app, _) = crate::build_app(cfg, &v, store, Arc::new(SystemClock)).await?;
-        f(app).await
-    })
-    .await
+    with_store(cfg, |store| app_on(cfg, store, f)).await
+}
+
+/// As [`with_app`], for commands about records that must already exist (a user,
+/// a session, a key): a missing SQLite database is an error, not created.
+pub async fn with_existing_app<F, Fut>(cfg: &Config, f: F) -> ExitCode
+where
+    F: FnOnce(Arc<App>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let v = match cfg.validate() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let store = crate::open_existing_store(cfg, &v, true).await;
+    run_on(store, |store| app_on(cfg, store, f)).await
 }
 
 pub fn run() -> ExitCode {
@@ -157,6 +242,12 @@ pub fn run() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    // `serve` puts them in its banner, `config show` with the other warnings.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Config { .. }) {
+        for w in &cfg.sources.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,10 +258,16 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Config {
             command: ConfigCommand::Show,
-        } => {
-            print!("{}", cfg.show());
-            ExitCode::SUCCESS
-        }
+        } => match cfg.validate().and_then(|v| Ok((v, cfg.show()?))) {
+            Ok((v, text)) => {
+                print!("{text}");
+                for w in &v.warnings {
+                    eprintln!("warning: {w}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Keys { command } => rt.block_on(keys::run(&cfg, command)),
         Command::Token { command } => rt.block_on(token::run(&cfg, command)),
         Command::User { command } => rt.block_on(users::run_user(&cfg, command)),
@@ -185,7 +282,16 @@ pub fn run() -> ExitCode {
             Ok(())
         })),
         Command::Serve { .. } => {
-            init_logging(&cfg.log);
+            // Checked before logging starts: a bad `log` filter is reported, not
+            // replaced by a default.
+            let filter = match cfg
+                .validate()
+                .and_then(|_| crate::config::log_filter(&cfg.log))
+            {
+                Ok(f) => f,
+                Err(e) => return fail(e),
+            };
+            init_logging(filter);
             rt.block_on(serve(&cfg))
         }
     }
@@ -221,10 +327,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("{default},sqlx=warn")))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(filter: tracing_subscriber::EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -97,29 +97,56 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
             Err(e) => super::fail(e),
         };
     }
+    let signing = matches!(cmd, TokenCommand::Sign { .. });
     let v = match cfg.validate() {
         Ok(v) => v,
         Err(e) => return super::fail(e),
     };
+    if let TokenCommand::Sign {
+        expires_in: Some(e),
+        ..
+    } = &cmd
+        && e.as_i64() > v.server.access_ttl
+    {
+        // The revocation feed only covers one access-token lifetime.
+        return super::usage(format!(
+            "--expires-in may not exceed the access-token lifetime ({})",
+            tessera_core::Span::from_secs(v.server.access_ttl as u64)
+        ));
+    }
     let now = SystemClock.now();
-    super::with_store(cfg, |store| async move {
+    // Verifying only reads; signing adds a session to an existing database.
+    let body = |store: std::sync::Arc<dyn tessera_core::Store>| async move {
         let src = crate::key_source(cfg, &v, store.as_ref()).await?;
-        let keys = tessera_app::load_key_set(store.as_ref(), &src, now).await?;
+        let keys = match &cmd {
+            TokenCommand::Sign { .. } => {
+                tessera_app::load_key_set(store.as_ref(), &src, now).await?
+            }
+            _ => super::keys::read_key_set(store.as_ref(), &src, now).await?,
+        };
         match cmd {
             TokenCommand::Decode { .. } => Ok(()),
             TokenCommand::Verify { token } => {
                 let token = read_token(token)?;
-                let claims = keys.verify(&token, &v.server.verify_options(), now).map_err(|e| match e {
-                    TokenError::Expired => "invalid: the access token expired".to_string(),
-                    TokenError::Invalid(why) => format!("invalid: {why}"),
-                })?;
-                let sid = Uuid::parse_str(&claims.sid).map_err(|_| "invalid: the session id is malformed".to_string())?;
+                let claims = keys
+                    .verify(&token, &v.server.verify_options(), now)
+                    .map_err(|e| match e {
+                        TokenError::Expired => "invalid: the access token expired".to_string(),
+                        TokenError::Invalid(why) => format!("invalid: {why}"),
+                    })?;
+                let sid = Uuid::parse_str(&claims.sid)
+                    .map_err(|_| "invalid: the session id is malformed".to_string())?;
                 match store.get_session(sid).await.map_err(|e| e.to_string())? {
                     Some((s, u)) if s.is_active(now) && !u.disabled => {
-                        print!("valid: signature, algorithm, type, issuer, audience and times check out; session live\n{}", describe(&token)?);
+                        print!(
+                            "valid: signature, algorithm, type, issuer, audience and times check out; session live\n{}",
+                            describe(&token)?
+                        );
                         Ok(())
                     }
-                    Some((s, _)) if s.revoked_at.is_some() => Err("invalid: its session was revoked".into()),
+                    Some((s, _)) if s.revoked_at.is_some() => {
+                        Err("invalid: its session was revoked".into())
+                    }
                     Some(_) => Err("invalid: its session expired or its user is disabled".into()),
                     None => Err("invalid: its session does not exist".into()),
                 }
@@ -130,14 +157,10 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                     return Err(format!("{} is disabled", u.username));
                 }
                 let s = &v.server;
-                let ttl = expires_in.map(|e| e.as_i64()).unwrap_or(s.access_ttl).max(1);
-                if ttl > s.access_ttl {
-                    // The revocation feed only covers one access-token lifetime.
-                    return Err(format!(
-                        "--expires-in may not exceed the access-token lifetime ({})",
-                        tessera_core::Span::from_secs(s.access_ttl as u64)
-                    ));
-                }
+                let ttl = expires_in
+                    .map(|e| e.as_i64())
+                    .unwrap_or(s.access_ttl)
+                    .max(1);
                 let session = store
                     .create_session(NewSession {
                         id: Uuid::now_v7(),
@@ -169,13 +192,23 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                 let token = keys.signing_key().sign(&claims).map_err(|e| e.to_string());
                 if token.is_err() {
                     let until = now + ttl + s.leeway;
-                    let _ = store.revoke_session(session.id, now, RevokeReason::Operator, until).await;
+                    let _ = store
+                        .revoke_session(session.id, now, RevokeReason::Operator, until)
+                        .await;
                 }
                 println!("{}", token?);
-                eprintln!("session {} (expires {})", session.id, relative(now + ttl, now));
+                eprintln!(
+                    "session {} (expires {})",
+                    session.id,
+                    relative(now + ttl, now)
+                );
                 Ok(())
             }
         }
-    })
-    .await
+    };
+    if signing {
+        super::with_existing_store(cfg, body).await
+    } else {
+        super::with_reader(cfg, body).await
+    }
 }

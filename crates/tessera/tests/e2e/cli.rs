@@ -413,3 +413,510 @@ async fn operator_commands_end_sessions_like_the_api() {
         assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
     }
 }
+
+/// The binary run in `dir` with no configuration but the arguments.
+fn run_in(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = tessera()
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+const NO_DATABASE: &str =
+    "no database at ./tessera-data/tessera.db; run `tessera serve` or `tessera migrate` first";
+
+/// A syntactically valid token (its signature is of course not checked).
+fn some_jwt() -> String {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"EdDSA","typ":"at+jwt","kid":"k"}"#),
+        b64(r#"{"sub":"x","sid":"0192d7a0-0000-7000-8000-000000000000","exp":4000000000}"#)
+    )
+}
+
+/// Commands that read, and commands about records that must exist, never create
+/// a data folder, database, secret or key: on an empty folder they say there is
+/// no database and leave the folder empty.
+#[test]
+fn commands_on_an_empty_folder_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = some_jwt();
+    let needs_database: &[&[&str]] = &[
+        &["user", "list"],
+        &["user", "list", "--json"],
+        &["user", "show", "ada"],
+        &["user", "show", "ada", "--json"],
+        &["session", "list", "ada"],
+        &["session", "list", "ada", "--json"],
+        &["keys", "list"],
+        &["keys", "list", "--json"],
+        &["client", "list"],
+        &["client", "list", "--json"],
+        &["audit"],
+        &["audit", "--json", "--since", "2h"],
+        &["token", "verify", &jwt],
+        // These change records that must already exist.
+        &["user", "disable", "ada"],
+        &["user", "enable", "ada"],
+        &["user", "delete", "ada"],
+        &["user", "set-password", "ada", "--password-stdin"],
+        &["session", "revoke", "--user", "ada"],
+        &["session", "revoke", "0192d7a0-0000-7000-8000-000000000000"],
+        &["token", "sign", "ada"],
+        &["keys", "rotate"],
+        &["client", "remove", "billing"],
+    ];
+    for args in needs_database {
+        let out = run_in(dir.path(), args, Some("a long enough password\n"));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(NO_DATABASE),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(entries(dir.path()), Vec::<String>::new(), "{args:?}");
+    }
+    // Neither needs a database at all.
+    let out = run_in(dir.path(), &["token", "decode", &jwt], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_in(dir.path(), &["config", "show"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+    // A data folder named explicitly is not created either.
+    let elsewhere = dir.path().join("not-yet");
+    let out = run_in(
+        dir.path(),
+        &["--data-dir", elsewhere.to_str().unwrap(), "user", "list"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!elsewhere.exists());
+}
+
+/// On a database that has a schema but was never served, reading commands create
+/// no signing key and no refresh-token secret.
+#[test]
+fn reading_a_fresh_database_creates_no_key_or_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&run_in(dir.path(), &["migrate"], None));
+    let data = dir.path().join("tessera-data");
+    let before = entries(&data);
+    assert!(before.contains(&"tessera.db".to_string()), "{before:?}");
+    assert!(!before.contains(&"refresh_token.secret".to_string()));
+
+    let out = run_in(dir.path(), &["keys", "list"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no signing keys yet"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_in(dir.path(), &["token", "verify", &some_jwt()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no signing key yet"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
+        &["user", "list"][..],
+        &["client", "list"],
+        &["audit"],
+        &["user", "show", "ada"],
+    ] {
+        run_in(dir.path(), args, None);
+    }
+    let keys = ok(&run_in(dir.path(), &["keys", "list", "--json"], None));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&keys).unwrap(),
+        json!([])
+    );
+    let clients = ok(&run_in(dir.path(), &["client", "list", "--json"], None));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&clients).unwrap(),
+        json!([])
+    );
+    let after: Vec<String> = entries(&data)
+        .into_iter()
+        .filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm"))
+        .collect();
+    assert_eq!(after, ["tessera.db"], "no secret was generated");
+    let users = run_in(dir.path(), &["user", "list"], None);
+    assert_eq!(stderr(&users).trim(), "no users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_show_commands_print_json() {
+    let s = TestServer::start().await;
+    let ada = s.user("ada").await;
+    s.register("bob").await;
+    let json_of = |args: &[&str]| -> serde_json::Value {
+        let out = ok(&cli(&s, args, None));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+
+    let list = json_of(&["user", "list", "--json"]);
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["offset"], 0);
+    assert_eq!(list["next_offset"], serde_json::Value::Null);
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ada", "bob"]);
+    assert_eq!(list["users"][0]["email"], "ada@example.com");
+    assert_eq!(list["users"][0]["disabled"], false);
+    assert!(
+        list["users"][0]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+
+    let show = json_of(&["user", "show", "ada", "--json"]);
+    assert_eq!(show["user"]["id"], ada.raw["user"]["id"]);
+    assert_eq!(show["sessions"][0]["id"], ada.session_id.as_str());
+    assert_eq!(show["sessions"][0]["client_id"], "tessera");
+
+    let sessions = json_of(&["session", "list", "ada", "--json"]);
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert_eq!(sessions[0]["id"], ada.session_id.as_str());
+    assert_eq!(json_of(&["session", "list", "bob", "--json"]), json!([]));
+
+    let keys = json_of(&["keys", "list", "--json"]);
+    assert_eq!(keys[0]["state"], "signing");
+    assert_eq!(keys[0]["alg"], "EdDSA");
+    assert_eq!(keys[0]["at_rest"], "plain");
+
+    let clients = json_of(&["client", "list", "--json"]);
+    assert_eq!(clients[0]["id"], "tessera");
+    assert_eq!(clients[0]["type"], "public");
+
+    let audit = json_of(&["audit", "--json"]);
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["register", "login_ok", "register"], "oldest first");
+    assert_eq!(audit[1]["username"], "ada");
+    assert_eq!(audit[1]["session_id"], ada.session_id.as_str());
+
+    // Without --json, empty lists say so on stderr.
+    let out = cli(&s, &["session", "list", "bob"], None);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("no live sessions of bob"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_list_pages_with_a_total() {
+    let s = TestServer::start().await;
+    let out = cli(&s, &["user", "list"], None);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out).trim(), "no users");
+    for name in ["user1", "user2", "user3", "user4", "user5"] {
+        s.register(name).await;
+    }
+    let page = |args: &[&str]| {
+        let mut all = vec!["user", "list"];
+        all.extend_from_slice(args);
+        let out = cli(&s, &all, None);
+        let rows: Vec<String> = ok(&out).lines().map(str::to_string).collect();
+        (rows, stderr(&out).trim().to_string())
+    };
+    let (rows, note) = page(&["--limit", "2"]);
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[0].contains("user1") && rows[1].contains("user2"),
+        "{rows:?}"
+    );
+    assert_eq!(note, "showing 1-2 of 5; use --offset 2 for more");
+    let (rows, note) = page(&["--limit", "2", "--offset", "2"]);
+    assert!(rows[0].contains("user3"), "{rows:?}");
+    assert_eq!(note, "showing 3-4 of 5; use --offset 4 for more");
+    let (rows, note) = page(&["--limit", "2", "--offset", "4"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(note, "showing 5-5 of 5");
+    let (rows, note) = page(&["--offset", "10"]);
+    assert!(rows.is_empty());
+    assert_eq!(note, "no users at offset 10; there are 5 (offsets 0 to 4)");
+    let (rows, note) = page(&[]);
+    assert_eq!(rows.len(), 5);
+    assert_eq!(note, "5 users");
+    let json: serde_json::Value = serde_json::from_str(&ok(&cli(
+        &s,
+        &["user", "list", "--json", "--limit", "2"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(json["total"], 5);
+    assert_eq!(json["next_offset"], 2);
+    assert_eq!(json["users"].as_array().unwrap().len(), 2);
+}
+
+/// A command called wrongly exits 2 (clap's convention) before touching anything.
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["session", "revoke"], "<SESSION|--user <USER>>"),
+        (&["session", "revoke", "not-a-session"], "invalid value"),
+        (
+            &[
+                "session",
+                "revoke",
+                "0192d7a0-0000-7000-8000-000000000000",
+                "--user",
+                "a",
+            ],
+            "cannot be used with",
+        ),
+        (&["client", "add", "bad id"], "a client id is 1 to 64"),
+        (
+            &["client", "add", "app", "--grant", "password"],
+            "--first-party",
+        ),
+        (
+            &["client", "add", "app", "--grant", "implicit"],
+            "invalid value",
+        ),
+        (&["user", "list", "--limit", "0"], "invalid value"),
+        (&["user", "list", "--offset", "-1"], "unexpected argument"),
+        (&["audit", "--tail", "0"], "invalid value"),
+        (
+            &["audit", "--since", "yesterday"],
+            "neither an RFC 3339 time",
+        ),
+        (
+            &["token", "sign", "ada", "--expires-in", "5x"],
+            "not a time span",
+        ),
+        (
+            &["user", "add", "ada", "--email", "ada@example.com"],
+            "--password-stdin",
+        ),
+        (&["user", "set-password", "ada"], "--password-stdin"),
+        (
+            &[
+                "user",
+                "add",
+                "al",
+                "--email",
+                "al@example.com",
+                "--password-stdin",
+            ],
+            "invalid value 'al' for '<USERNAME>'",
+        ),
+        (
+            &[
+                "user",
+                "add",
+                "ada",
+                "--email",
+                "ada.example.com",
+                "--password-stdin",
+            ],
+            "invalid value 'ada.example.com' for '--email <EMAIL>'",
+        ),
+        (
+            &["token", "sign", "ada", "--expires-in", "1h"],
+            "may not exceed the access-token lifetime (15m)",
+        ),
+        (&["user", "frobnicate"], "unrecognized subcommand"),
+        (&["config"], "Usage"),
+    ];
+    for (args, says) in cases {
+        let out = run_in(dir.path(), args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(entries(dir.path()), Vec::<String>::new(), "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_shows_the_newest_events() {
+    let s = TestServer::start().await;
+    s.register("ivy").await;
+    for _ in 0..4 {
+        let r = s
+            .post(
+                "/v1/auth/login",
+                json!({"login": "ivy", "password": "not the password"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    s.login("ivy").await;
+    let out = cli(&s, &["audit", "--tail", "2"], None);
+    let lines: Vec<String> = ok(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("login_failed"), "{lines:?}");
+    assert!(
+        lines[1].contains("login_ok"),
+        "the newest is last: {lines:?}"
+    );
+    assert!(
+        stderr(&out).contains("older ones exist"),
+        "{}",
+        stderr(&out)
+    );
+    // The default shows the newest 50: here, all six, oldest first.
+    let all = ok(&cli(&s, &["audit"], None));
+    let kinds: Vec<&str> = all
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "register",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_ok"
+        ]
+    );
+    let since = ok(&cli(&s, &["audit", "--since", "1h", "--user", "ivy"], None));
+    assert_eq!(since.lines().count(), 6);
+    // --limit still works, as another name for --tail.
+    assert_eq!(
+        ok(&cli(&s, &["audit", "--limit", "1"], None))
+            .lines()
+            .count(),
+        1
+    );
+}
+
+/// Every event kind the code records is explained in `tessera audit --help`.
+#[test]
+fn audit_help_lists_every_recorded_event_kind() {
+    let help = ok(&tessera().args(["audit", "--help"]).output().unwrap());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut recorded = std::collections::BTreeSet::new();
+    for krate in ["tessera-app", "tessera-server", "tessera"] {
+        let src = root.join(krate).join("src");
+        let mut stack = vec![src];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    recorded.extend(event_kinds_in(&std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+    }
+    assert!(
+        recorded.len() >= 10,
+        "the scan finds the kinds: {recorded:?}"
+    );
+    for kind in &recorded {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(kind.as_str())),
+            "`tessera audit --help` does not explain `{kind}`:\n{help}"
+        );
+    }
+}
+
+/// String literals naming an audit event: the first literal inside a call of
+/// `.audit(` or `end_user_sessions(`, and `event: "..."` fields.
+fn event_kinds_in(source: &str) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let first_literal = |s: &str| -> Option<String> {
+        let mut depth = 0;
+        for (i, c) in s.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 0 => return None,
+                ')' => depth -= 1,
+                '"' => {
+                    let rest = &s[i + 1..];
+                    return rest.find('"').map(|end| rest[..end].to_string());
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    for call in [".audit(", "end_user_sessions("] {
+        for (at, _) in source.match_indices(call) {
+            if let Some(k) = first_literal(&source[at + call.len()..]) {
+                kinds.push(k);
+            }
+        }
+    }
+    for (at, _) in source.match_indices("event: \"") {
+        let rest = &source[at + "event: \"".len()..];
+        if let Some(end) = rest.find('"') {
+            kinds.push(rest[..end].to_string());
+        }
+    }
+    kinds
+        .into_iter()
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_worded_in_singular_and_plural() {
+    let s = TestServer::start().await;
+    s.user("joy").await;
+    let out = ok(&cli(&s, &["session", "revoke", "--user", "joy"], None));
+    assert_eq!(out.trim(), "1 session of joy revoked");
+    let out = ok(&cli(&s, &["session", "revoke", "--user", "joy"], None));
+    assert_eq!(out.trim(), "0 sessions of joy revoked");
+    s.login("joy").await;
+    s.login("joy").await;
+    let out = ok(&cli(&s, &["user", "disable", "joy"], None));
+    assert_eq!(out.trim(), "disabled joy; 2 sessions revoked");
+    ok(&cli(&s, &["user", "enable", "joy"], None));
+    s.login("joy").await;
+    let out = ok(&cli(
+        &s,
+        &["user", "set-password", "joy", "--password-stdin"],
+        Some("another fine password\n"),
+    ));
+    assert_eq!(out.trim(), "password set for joy; 1 session revoked");
+}

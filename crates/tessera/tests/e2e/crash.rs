@@ -36,7 +36,10 @@ fn serve(data: &Path, database_url: Option<&str>) -> Server {
         .env("REFRESH_TOKEN_SECRET", SHARED_REFRESH_SECRET)
         .env("TESSERA_ISSUER", "http://tessera.test")
         // Instances with folders of their own share the key-encryption key.
-        .env("TESSERA_MASTER_KEY", "crash-test-master-key-0123456789abcdef")
+        .env(
+            "TESSERA_MASTER_KEY",
+            "crash-test-master-key-0123456789abcdef",
+        )
         .env("TESSERA_ARGON2_MEMORY_KIB", "1024")
         .env("TESSERA_ARGON2_ITERATIONS", "1")
         // A restart on a loaded machine must fit in the grace window.

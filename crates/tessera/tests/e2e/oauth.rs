@@ -900,10 +900,11 @@ async fn cli_manages_clients() {
         Some(1),
         "duplicate"
     );
-    assert_eq!(cli_code(dir, &["client", "add", "bad id"]), Some(1));
+    // Usage errors.
+    assert_eq!(cli_code(dir, &["client", "add", "bad id"]), Some(2));
     assert_eq!(
         cli_code(dir, &["client", "add", "x", "--grant", "password"]),
-        Some(1)
+        Some(2)
     );
     assert_eq!(
         cli_code(dir, &["client", "add", "x", "--grant", "implicit"]),
