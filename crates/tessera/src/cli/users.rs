@@ -250,6 +250,7 @@ async fn import(store: &dyn Store, file: &std::path::Path) -> Result<(), String>
                 fullname: validate::fullname(l.fullname.as_deref().unwrap_or("")).map_err(err)?,
                 password_hash: l.password_hash,
                 created_at: SystemClock.now(),
+                legacy_id: None,
             };
             store.create_user(new).await.map_err(err)
         }
