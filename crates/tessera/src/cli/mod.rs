@@ -6,6 +6,7 @@
 
 mod audit;
 mod clients;
+mod import;
 mod keys;
 mod token;
 mod users;

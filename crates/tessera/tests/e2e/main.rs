@@ -8,6 +8,7 @@ mod cli;
 mod hostile;
 mod instances;
 mod keys;
+mod migrate;
 mod oauth;
 mod ops;
 mod protect;
