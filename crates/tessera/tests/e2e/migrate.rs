@@ -2,6 +2,7 @@
 //! MongoDB) to Tessera: its users exported by `mongoexport`, its services checking
 //! tokens, its data backed up and restored.
 
+mod backup;
 mod verify;
 
 use crate::support::*;
