@@ -3,6 +3,7 @@
 //! tokens, its data backed up and restored.
 
 mod backup;
+mod examples;
 mod verify;
 
 use crate::support::*;
