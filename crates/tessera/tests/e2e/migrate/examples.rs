@@ -9,7 +9,7 @@
 //! pinned files; without them these two say loudly that they skipped, unless
 //! `TESSERA_REQUIRE_INTEROP=1` makes that a failure.
 
-use super::{claims_of, server_with_own_issuer, stderr};
+use super::{claims_of, cli, server_with_own_issuer, stderr, stdout};
 use crate::support::*;
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -48,9 +48,11 @@ fn installed(ex: Example) -> bool {
                 && examples_dir()
                     .join("express/node_modules/jose/package.json")
                     .exists()
-                && examples_dir()
-                    .join("express/node_modules/express/package.json")
-                    .exists(),
+                && ["express", "jsonwebtoken"].iter().all(|p| {
+                    examples_dir()
+                        .join(format!("express/node_modules/{p}/package.json"))
+                        .exists()
+                }),
         ),
         Example::FastApi => (
             "examples/fastapi/.venv with examples/fastapi/requirements.txt",
@@ -471,4 +473,54 @@ async fn fastapi_example_verifies_like_tessera() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_example_verifies_like_tessera() {
     exercise(Example::Rust).await;
+}
+
+/// During the move Tessera signs HS256 with the old app's ACCESS_TOKEN_SECRET:
+/// the old services' `jwt.verify(token, ACCESS_TOKEN_SECRET)` (the `jsonwebtoken`
+/// package) accepts its tokens, and `legacy_id` is the MongoDB `_id` they used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_services_keep_verifying_with_the_old_secret() {
+    if !installed(Example::Express) {
+        return;
+    }
+    const OLD_SECRET: &str = "the-old-apps-access-token-secret-at-least-32";
+    let s = server_with_own_issuer(|c| {
+        c.access_token_secret = Some(OLD_SECRET.into());
+        c.access_token_claims = Some("email,username,fullname,legacy_id".into());
+    })
+    .await;
+    let oid = "65a1f0c2e4b0a1b2c3d4e5f1";
+    let file = s.dir.path().join("users.json");
+    let user = json!({
+        "_id": {"$oid": oid}, "username": "hitesh", "email": "Hitesh@Example.com",
+        "fullName": "Hitesh C", "password": bcrypt::hash("hitesh password", 4).unwrap(),
+        "createdAt": {"$date": "2024-01-13T10:20:30.123Z"}, "__v": 0
+    });
+    std::fs::write(&file, user.to_string()).unwrap();
+    let out = cli(&s, &["user", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = s.login_with("hitesh", "hitesh password").await;
+    let run = |secret: &str| {
+        Command::new("node")
+            .arg("legacy-verify.js")
+            .arg(&t.access)
+            .current_dir(examples_dir().join("express"))
+            .env("ACCESS_TOKEN_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let out = run(OLD_SECRET);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let decoded: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        decoded,
+        json!({"_id": oid, "email": "Hitesh@Example.com", "username": "hitesh", "fullName": "Hitesh C"})
+    );
+    let out = run("some-other-secret-of-at-least-32-bytes!!");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid signature"),
+        "{}",
+        stderr(&out)
+    );
 }
