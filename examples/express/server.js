@@ -5,7 +5,8 @@
 //
 // Environment: TESSERA_ISSUER (required: exactly the `iss` of the tokens),
 // TESSERA_AUDIENCE (default tessera), HOST (default 127.0.0.1), PORT (default
-// 3000), REVOCATION_POLL_MS (default 2000), CLOCK_TOLERANCE_S (default 30).
+// 3000), REVOCATION_POLL_MS (default 2000), CLOCK_TOLERANCE_S (default 30), and
+// ACCESS_TOKEN_SECRET only during a move (see below).
 //
 // What replaces `jwt.verify(token, process.env.ACCESS_TOKEN_SECRET)`:
 // - the public keys come from the issuer's JWKS (jose's createRemoteJWKSet
@@ -16,10 +17,13 @@
 //   the audience and the times;
 // - the revocation feed `GET /v1/revocations?since=` is polled, so a session that
 //   logged out (or was revoked for reuse) stops working within one poll. If the
-//   feed cannot be read for 30 s, tokens are refused with 503 rather than trusted.
+//   feed cannot be read for 30 s, tokens are refused with 503 rather than trusted;
+// - while Tessera still signs with the old app's ACCESS_TOKEN_SECRET (HS256, see
+//   docs/migrating-from-node.md), setting it here accepts those tokens too, with
+//   exactly the same checks. Remove it once Tessera signs with its own keys.
 import cookieParser from 'cookie-parser';
 import express from 'express';
-import { createRemoteJWKSet, errors, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify } from 'jose';
 
 const ISSUER = process.env.TESSERA_ISSUER;
 if (!ISSUER) {
@@ -33,6 +37,10 @@ const PORT = Number(process.env.PORT ?? 3000);
 const POLL_MS = Number(process.env.REVOCATION_POLL_MS ?? 2000);
 const CLOCK_TOLERANCE_S = Number(process.env.CLOCK_TOLERANCE_S ?? 30);
 const STALE_AFTER_MS = 30_000;
+const ALGORITHMS = ['EdDSA', 'ES256', 'RS256'];
+const LEGACY_SECRET = process.env.ACCESS_TOKEN_SECRET
+  ? new TextEncoder().encode(process.env.ACCESS_TOKEN_SECRET)
+  : null;
 
 const jwks = createRemoteJWKSet(new URL(`${BASE}/.well-known/jwks.json`), {
   // An unknown kid fetches the JWKS again, at most every 10 s.
@@ -87,10 +95,12 @@ async function verifyJWT(req, res, next) {
     return refuse(res, 503, 'token revocation status is unknown; retry shortly');
   }
   try {
-    const { payload } = await jwtVerify(token, jwks, {
+    // HS256 only with the configured secret, never with a key from the JWKS.
+    const legacy = LEGACY_SECRET !== null && decodeProtectedHeader(token).alg === 'HS256';
+    const { payload } = await jwtVerify(token, legacy ? LEGACY_SECRET : jwks, {
       issuer: ISSUER,
       audience: AUDIENCE,
-      algorithms: ['EdDSA', 'ES256', 'RS256'],
+      algorithms: legacy ? ['HS256'] : ALGORITHMS,
       typ: 'at+jwt',
       clockTolerance: CLOCK_TOLERANCE_S,
       requiredClaims: ['sub', 'sid', 'exp', 'iat'],

@@ -133,7 +133,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start(ex: Example, s: &TestServer) -> Running {
+async fn start(ex: Example, s: &TestServer, env: &[(&str, &str)]) -> Running {
     let issuer = s.cfg.issuer();
     let port = free_port();
     let log = s.dir.path().join(format!("{ex:?}.log"));
@@ -172,6 +172,7 @@ async fn start(ex: Example, s: &TestServer) -> Running {
         .env("PORT", port.to_string())
         .env("REVOCATION_POLL_MS", POLL_MS.to_string())
         .env("CLOCK_TOLERANCE_S", "1")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
@@ -278,7 +279,7 @@ async fn exercise(ex: Example) {
     })
     .await;
     let t = s.user("ada").await;
-    let running = start(ex, &s).await;
+    let running = start(ex, &s, &[]).await;
     let log = || running.log();
 
     // A valid token is accepted, from the Authorization header and (for the
@@ -522,5 +523,30 @@ async fn old_services_keep_verifying_with_the_old_secret() {
         stderr(&out).contains("invalid signature"),
         "{}",
         stderr(&out)
+    );
+
+    // A service already moved to the Express guide accepts them while it is given
+    // the secret, and only then.
+    let moving = start(Example::Express, &s, &[("ACCESS_TOKEN_SECRET", OLD_SECRET)]).await;
+    let (status, body) = hello(&s, &moving, &t.access, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", moving.log());
+    assert_eq!(body["sub"], uid(&t));
+    let moved = start(Example::Express, &s, &[]).await;
+    assert_eq!(
+        hello(&s, &moved, &t.access, false).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = forge(
+        &json!({"alg": "HS256", "typ": "at+jwt", "kid": "hs256-x"}),
+        &claims_of(&t.access),
+        |input| {
+            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"not-the-secret"), input)
+                .as_ref()
+                .to_vec()
+        },
+    );
+    assert_eq!(
+        hello(&s, &moving, &forged, false).await.0,
+        StatusCode::UNAUTHORIZED
     );
 }
