@@ -82,25 +82,20 @@ fn records(text: &str) -> Result<Vec<(At, Record)>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             let parsed = serde_json::from_str::<Value>(l.trim())
-                .map_err(|e| format!("not JSON ({})", e.classify_name()))
+                .map_err(|e| format!("not JSON ({} at column {})", json_error(&e), e.column()))
                 .and_then(object);
             (At::Line(i + 1), parsed)
         })
         .collect())
 }
 
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Eof => "cut short",
-        }
+/// What went wrong in a JSON line, without repeating its content.
+fn json_error(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "cut short",
     }
 }
 
@@ -114,6 +109,7 @@ fn field<'a>(
         .find_map(|n| m.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
 }
 
+/// A string field under any of `names`; the names must agree when several are set.
 fn text<'a>(m: &'a Map<String, Value>, names: &[&str]) -> Result<Option<&'a str>, String> {
     let mut found: Option<(&str, &str)> = None;
     for n in names {
