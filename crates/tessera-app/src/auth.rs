@@ -93,6 +93,7 @@ impl App {
                 fullname,
                 password_hash,
                 created_at: self.now(),
+                legacy_id: None,
             })
             .await?;
         let detail = caller.operator.then(|| "by operator".to_string());

@@ -49,6 +49,8 @@ pub struct ProfileClaims {
     pub email: bool,
     pub username: bool,
     pub fullname: bool,
+    /// The id the user had before being imported (only imported users have one).
+    pub legacy_id: bool,
 }
 
 impl Default for ProfileClaims {
@@ -57,6 +59,7 @@ impl Default for ProfileClaims {
             email: true,
             username: true,
             fullname: true,
+            legacy_id: false,
         }
     }
 }

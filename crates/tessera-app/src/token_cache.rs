@@ -74,6 +74,7 @@ mod tests {
             email: None,
             username: None,
             fullname: None,
+            legacy_id: None,
         }
     }
 

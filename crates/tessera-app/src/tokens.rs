@@ -53,6 +53,7 @@ impl App {
             email: p.email.then(|| user.email.clone()),
             username: p.username.then(|| user.username.clone()),
             fullname: p.fullname.then(|| user.fullname.clone()),
+            legacy_id: p.legacy_id.then(|| user.legacy_id.clone()).flatten(),
         };
         let access_token = self.key_set().signing_key().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing failed");

@@ -11,6 +11,9 @@ pub struct User {
     pub fullname: String,
     pub created_at: i64,
     pub disabled: bool,
+    /// The user's id in the system they were imported from (a MongoDB ObjectId,
+    /// for instance), kept so services keyed by it keep working during a move.
+    pub legacy_id: Option<String>,
 }
 
 /// A user together with the stored password hash, for login and password change.
@@ -28,6 +31,19 @@ pub struct NewUser {
     pub fullname: String,
     pub password_hash: String,
     pub created_at: i64,
+    /// Only imported users have one; unique when set.
+    pub legacy_id: Option<String>,
+}
+
+/// What [`crate::Store::import_users`] did with one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Inserted,
+    /// Imported before: a user with the same legacy id, or with the same email
+    /// (whatever its case) and username, exists. Nothing was changed.
+    AlreadyPresent,
+    /// Another user holds this field (`email`, `username`, `legacy_id`).
+    Conflict(&'static str),
 }
 
 /// Fields a user may change about themselves; `None` keeps the current value.

@@ -30,6 +30,16 @@ pub trait Store: Send + Sync + 'static {
 
     // Users
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    /// Imports users in one transaction: each new user is one row, inserted or
+    /// not at all. Returns one outcome per user, in order. Users already present
+    /// (same legacy id, or same email key and username) are left as they are. With
+    /// `dry_run` the transaction is rolled back: the outcomes are what an import
+    /// would do, and nothing is written.
+    async fn import_users(
+        &self,
+        users: &[NewUser],
+        dry_run: bool,
+    ) -> StoreResult<Vec<ImportOutcome>>;
     async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>>;
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
     async fn update_user(&self, id: Uuid, patch: UserPatch) -> StoreResult<User>;

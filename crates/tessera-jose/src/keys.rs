@@ -105,12 +105,12 @@ impl fmt::Debug for LoadedKey {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// RFC 7638 thumbprint of the required members, already in lexicographic order.
-fn thumbprint(canonical: &str) -> String {
+pub(crate) fn thumbprint(canonical: &str) -> String {
     b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
 }
 
@@ -349,6 +349,13 @@ impl KeySet {
 
     pub fn get(&self, kid: &str) -> Option<&LoadedKey> {
         self.keys.get(kid)
+    }
+
+    /// The kids of every key in the set, sorted.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.keys.keys().cloned().collect();
+        kids.sort();
+        kids
     }
 
     /// The JWKS document (`{"keys": [...]}`), public keys only.

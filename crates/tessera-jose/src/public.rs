@@ -1,9 +1,11 @@
 //! A verifier's copy of the issuer's public keys, read from its JWKS.
 
-use crate::keys::{Algorithm, KeyError};
+use crate::keys::{Algorithm, KeyError, b64, thumbprint};
 use crate::verify::{AccessClaims, TokenError, VerifyOptions, verify_with};
+use base64::Engine;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// Public keys by `kid`, each bound to the one algorithm its JWK names.
@@ -54,8 +56,60 @@ impl PublicKeys {
         Ok(Self { keys })
     }
 
+    /// One public key from a PEM file (`BEGIN PUBLIC KEY`, or `BEGIN RSA PUBLIC
+    /// KEY`): Ed25519, P-256 or RSA of at least 2048 bits, bound to EdDSA, ES256 or
+    /// RS256. Its kid is its RFC 7638 thumbprint, the kid Tessera gives its keys.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let der = pem_der(pem)?;
+        let (alg, canonical, jwk) = if der.len() == 44 && der.starts_with(&ED25519_SPKI) {
+            let x = b64(&der[12..]);
+            (
+                Algorithm::EdDSA,
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+            )
+        } else if der.len() == 91 && der.starts_with(&P256_SPKI) && der[26] == 4 {
+            let (x, y) = (b64(&der[27..59]), b64(&der[59..]));
+            (
+                Algorithm::ES256,
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            )
+        } else {
+            let rsa = aws_lc_rs::rsa::PublicKey::from_der(&der)
+                .map_err(|_| KeyError("not an Ed25519, P-256 or RSA public key".into()))?;
+            let c = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(&rsa);
+            let (n, e) = (b64(&c.n), b64(&c.e));
+            (
+                Algorithm::RS256,
+                format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+                json!({"kty": "RSA", "n": n, "e": e}),
+            )
+        };
+        let mut jwk = jwk;
+        jwk["kid"] = Value::String(thumbprint(&canonical));
+        jwk["alg"] = Value::String(alg.as_str().into());
+        let keys = Self::from_jwks(json!({ "keys": [jwk] }).to_string().as_bytes())?;
+        if keys.is_empty() {
+            return Err(KeyError("RSA keys must be at least 2048 bits".into()));
+        }
+        Ok(keys)
+    }
+
     pub fn contains(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
+    }
+
+    /// The kids of every key, sorted.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.keys.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
+    /// The one algorithm the key named `kid` verifies.
+    pub fn algorithm(&self, kid: &str) -> Option<Algorithm> {
+        self.keys.get(kid).map(|(alg, _)| *alg)
     }
 
     pub fn len(&self) -> usize {
@@ -77,6 +131,49 @@ impl PublicKeys {
             self.keys.get(kid).map(|(alg, key)| (*alg, key))
         })
     }
+}
+
+/// SubjectPublicKeyInfo DER before the key bytes: id-Ed25519, then a 32-byte key.
+const ED25519_SPKI: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+/// id-ecPublicKey with prime256v1, then a 65-byte uncompressed point.
+const P256_SPKI: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The DER inside a PEM public key.
+fn pem_der(pem: &str) -> Result<Vec<u8>, KeyError> {
+    let bad = |why: &str| KeyError(format!("not a PEM public key: {why}"));
+    let mut lines = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN "));
+    let label = lines
+        .next()
+        .and_then(|l| l.strip_prefix("-----BEGIN "))
+        .and_then(|l| l.strip_suffix("-----"))
+        .ok_or_else(|| bad("no -----BEGIN PUBLIC KEY----- line"))?;
+    if label.contains("PRIVATE") {
+        return Err(KeyError(
+            "this is a private key; give the public key (openssl pkey -pubout)".into(),
+        ));
+    }
+    if label != "PUBLIC KEY" && label != "RSA PUBLIC KEY" {
+        return Err(bad(&format!("a {label}")));
+    }
+    let end = format!("-----END {label}-----");
+    let mut body = String::new();
+    for l in lines.by_ref() {
+        if l == end {
+            return base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|_| bad("the body is not base64"));
+        }
+        body.push_str(l);
+    }
+    Err(bad("no END line"))
 }
 
 /// The `kid` a token's header names, if it can be read (to decide whether the
@@ -125,6 +222,7 @@ mod tests {
                 email: None,
                 username: None,
                 fullname: None,
+                legacy_id: None,
             };
             let token = set.signing_key().sign(&claims).unwrap();
             assert_eq!(
@@ -136,6 +234,91 @@ mod tests {
                 public.verify(&token, &opts, NOW + 100),
                 Err(TokenError::Expired)
             );
+        }
+    }
+
+    /// The PEM public key of a stored key, as `openssl pkey -pubout` writes it.
+    fn public_pem(stored: &tessera_core::model::StoredKey) -> String {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair,
+        };
+        let der = &stored.private_der;
+        let spki: PublicKeyX509Der = match stored.alg.as_str() {
+            "EdDSA" => Ed25519KeyPair::from_pkcs8(der)
+                .unwrap()
+                .public_key()
+                .as_der(),
+            "ES256" => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                .unwrap()
+                .public_key()
+                .as_der(),
+            _ => RsaKeyPair::from_pkcs8(der).unwrap().public_key().as_der(),
+        }
+        .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    #[test]
+    fn pem_public_keys_verify_with_the_kid_tessera_gives_them() {
+        let opts = VerifyOptions {
+            issuer: "https://id".into(),
+            audience: "api".into(),
+            leeway: 30,
+            max_lifetime: 900,
+        };
+        for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+            let stored = generate_key(alg, NOW, NOW).unwrap();
+            let set =
+                KeySet::new(vec![LoadedKey::from_stored(&stored).unwrap()], alg, NOW).unwrap();
+            let pem = public_pem(&stored);
+            let keys = PublicKeys::from_pem(&format!("# exported key\n{pem}")).unwrap();
+            assert_eq!(keys.kids(), vec![stored.kid.clone()], "{alg}");
+            assert_eq!(keys.algorithm(&stored.kid), Some(alg));
+            let claims = AccessClaims {
+                iss: "https://id".into(),
+                sub: "u".into(),
+                aud: Audience::One("api".into()),
+                exp: NOW + 60,
+                iat: NOW,
+                nbf: None,
+                jti: "j".into(),
+                sid: "s".into(),
+                client_id: "c".into(),
+                email: None,
+                username: None,
+                fullname: None,
+                legacy_id: None,
+            };
+            let token = set.signing_key().sign(&claims).unwrap();
+            assert_eq!(keys.verify(&token, &opts, NOW).unwrap(), claims);
+        }
+        let private =
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
+        assert!(
+            PublicKeys::from_pem(private)
+                .unwrap_err()
+                .0
+                .contains("private key")
+        );
+        for junk in [
+            "",
+            "hello",
+            "-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----",
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n",
+            "-----BEGIN PUBLIC KEY-----\naGVsbG8gd29ybGQ=\n-----END PUBLIC KEY-----",
+            "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----",
+        ] {
+            assert!(PublicKeys::from_pem(junk).is_err(), "{junk}");
         }
     }
 

@@ -46,6 +46,9 @@ pub struct AccessClaims {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fullname: Option<String>,
+    /// The user's id in the system they were imported from, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +202,7 @@ mod tests {
             email: Some("a@b.c".into()),
             username: None,
             fullname: None,
+            legacy_id: None,
         }
     }
 

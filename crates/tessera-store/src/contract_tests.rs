@@ -138,6 +138,8 @@ contract!(
     password_hash_upgrade_is_compare_and_set,
     users_are_counted,
     recent_audit_is_the_newest_events_newest_first,
+    import_users_inserts_skips_and_names_conflicts,
+    import_users_handles_batches_larger_than_one_statement,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -295,6 +297,14 @@ fn new_user(email: &str, username: &str) -> NewUser {
         fullname: format!("User {username}"),
         password_hash: format!("hash-of-{username}"),
         created_at: T0,
+        legacy_id: None,
+    }
+}
+
+fn imported(email: &str, username: &str, legacy_id: Option<&str>) -> NewUser {
+    NewUser {
+        legacy_id: legacy_id.map(str::to_string),
+        ..new_user(email, username)
     }
 }
 
@@ -1227,4 +1237,135 @@ async fn recent_audit_is_the_newest_events_newest_first(s: &dyn Store) {
         kinds(s.list_recent_audit(None, T0 + 2, 100).await.unwrap()),
         ["four", "three"]
     );
+}
+
+async fn import_users_inserts_skips_and_names_conflicts(s: &dyn Store) {
+    use ImportOutcome::*;
+    let ada = s
+        .create_user(new_user("ada@example.com", "ada"))
+        .await
+        .unwrap();
+    assert_eq!(ada.legacy_id, None);
+    let batch = || {
+        vec![
+            imported(
+                "Grace@Example.COM",
+                "grace",
+                Some("64b7f0c2a1e4d3b2c1a09f01"),
+            ),
+            // The same person as `ada`, email in another case: imported before.
+            imported("ADA@example.com", "ada", None),
+            imported("ada@EXAMPLE.com", "ada2", Some("64b7f0c2a1e4d3b2c1a09f02")),
+            imported(
+                "someone@example.com",
+                "ada",
+                Some("64b7f0c2a1e4d3b2c1a09f03"),
+            ),
+            imported(
+                "linus@example.com",
+                "linus",
+                Some("64b7f0c2a1e4d3b2c1a09f04"),
+            ),
+        ]
+    };
+    let expected = vec![
+        Inserted,
+        AlreadyPresent,
+        Conflict("email"),
+        Conflict("username"),
+        Inserted,
+    ];
+    // A dry run reports the same and writes nothing.
+    assert_eq!(s.import_users(&batch(), true).await.unwrap(), expected);
+    assert_eq!(s.list_users(100, 0).await.unwrap().len(), 1);
+    assert!(
+        s.find_user_for_login(&login_key("grace"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(s.import_users(&batch(), false).await.unwrap(), expected);
+    let grace = s
+        .find_user_for_login(&login_key("GRACE@example.com"))
+        .await
+        .unwrap()
+        .expect("found by email, whatever its case");
+    assert_eq!(
+        grace.user.email, "Grace@Example.COM",
+        "case kept for display"
+    );
+    assert_eq!(
+        grace.user.legacy_id.as_deref(),
+        Some("64b7f0c2a1e4d3b2c1a09f01")
+    );
+    assert_eq!(grace.password_hash, "hash-of-grace");
+    assert_eq!(grace.user.created_at, T0);
+    let again = s.get_user(grace.user.id).await.unwrap().unwrap();
+    assert_eq!(again.user, grace.user);
+    assert_eq!(s.list_users(100, 0).await.unwrap().len(), 3);
+
+    // Run again (new ids, as a second import run makes): nothing new.
+    assert_eq!(
+        s.import_users(&batch(), false).await.unwrap(),
+        vec![
+            AlreadyPresent,
+            AlreadyPresent,
+            Conflict("email"),
+            Conflict("username"),
+            AlreadyPresent
+        ]
+    );
+    assert_eq!(s.list_users(100, 0).await.unwrap().len(), 3);
+    // A known legacy id is the same user, even after a profile change there.
+    let renamed = imported(
+        "grace.h@example.com",
+        "gracie",
+        Some("64b7f0c2a1e4d3b2c1a09f01"),
+    );
+    // Same email and username under another legacy id: not the same record.
+    let other = imported(
+        "linus@example.com",
+        "linus",
+        Some("64b7f0c2a1e4d3b2c1a09fff"),
+    );
+    assert_eq!(
+        s.import_users(&[renamed, other], false).await.unwrap(),
+        vec![AlreadyPresent, Conflict("legacy_id")]
+    );
+    assert!(s.import_users(&[], false).await.unwrap().is_empty());
+    // The legacy id is unique for every way of creating users.
+    let e = s
+        .create_user(imported(
+            "new@example.com",
+            "newbie",
+            Some("64b7f0c2a1e4d3b2c1a09f04"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("legacy_id")), "{e:?}");
+    // Users and sessions read back carry it.
+    let sess = session(s, grace.user.id, T0).await;
+    let (_, u) = s.get_session(sess.id).await.unwrap().unwrap();
+    assert_eq!(u.legacy_id, grace.user.legacy_id);
+}
+
+async fn import_users_handles_batches_larger_than_one_statement(s: &dyn Store) {
+    let batch = |n: usize| {
+        (0..n)
+            .map(|i| {
+                imported(
+                    &format!("user{i}@example.com"),
+                    &format!("user{i}"),
+                    (i % 2 == 0).then(|| format!("{i:024x}")).as_deref(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = s.import_users(&batch(1_234), false).await.unwrap();
+    assert_eq!(first.len(), 1_234);
+    assert!(first.iter().all(|o| *o == ImportOutcome::Inserted));
+    let second = s.import_users(&batch(1_234), false).await.unwrap();
+    assert!(second.iter().all(|o| *o == ImportOutcome::AlreadyPresent));
+    assert_eq!(s.list_users(2_000, 0).await.unwrap().len(), 1_234);
 }

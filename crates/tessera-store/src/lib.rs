@@ -14,6 +14,7 @@ pub use sqlite::SqliteStore;
 
 use sqlx::postgres::PgDatabaseError;
 use tessera_core::StoreError;
+use tessera_core::model::{ImportOutcome, NewUser};
 use tessera_core::store::StoreResult;
 
 /// For stores opened without migrating: the newest migration applied (`None`: no
@@ -52,13 +53,61 @@ pub(crate) fn found(rows_affected: u64) -> StoreResult<()> {
     }
 }
 
+/// A user row as the import sees it: the fields that make a user unique.
+pub(crate) struct ExistingUser {
+    pub email_key: String,
+    pub username: String,
+    pub legacy_id: Option<String>,
+}
+
+/// Rows an import needs to look up for users that were not inserted: their
+/// legacy ids, email keys and usernames.
+pub(crate) fn import_keys(users: &[&NewUser]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let legacy = users.iter().filter_map(|u| u.legacy_id.clone()).collect();
+    let emails = users
+        .iter()
+        .map(|u| tessera_core::validate::email_key(&u.email))
+        .collect();
+    let names = users.iter().map(|u| u.username.clone()).collect();
+    (legacy, emails, names)
+}
+
+/// Why a user was not inserted, given the rows that share one of its unique
+/// fields. The same user imported again (same legacy id, or same email key and
+/// username with no contradicting legacy id) is already present; anything else
+/// is a conflict naming the field.
+pub(crate) fn classify(u: &NewUser, existing: &[ExistingUser]) -> ImportOutcome {
+    let key = tessera_core::validate::email_key(&u.email);
+    if u.legacy_id.is_some() && existing.iter().any(|e| e.legacy_id == u.legacy_id) {
+        return ImportOutcome::AlreadyPresent;
+    }
+    if let Some(same) = existing
+        .iter()
+        .find(|e| e.email_key == key && e.username == u.username)
+    {
+        return match (&same.legacy_id, &u.legacy_id) {
+            (Some(a), Some(b)) if a != b => ImportOutcome::Conflict("legacy_id"),
+            _ => ImportOutcome::AlreadyPresent,
+        };
+    }
+    if existing.iter().any(|e| e.email_key == key) {
+        ImportOutcome::Conflict("email")
+    } else if existing.iter().any(|e| e.username == u.username) {
+        ImportOutcome::Conflict("username")
+    } else {
+        ImportOutcome::Conflict("id")
+    }
+}
+
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             // PostgreSQL names the violated constraint; SQLite only puts the
             // column in the message.
             let name = db.constraint().unwrap_or_else(|| db.message());
-            if name.contains("email") {
+            if name.contains("legacy_id") {
+                StoreError::Conflict("legacy_id")
+            } else if name.contains("email") {
                 StoreError::Conflict("email")
             } else if name.contains("username") {
                 StoreError::Conflict("username")

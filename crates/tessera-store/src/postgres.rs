@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clients_throttle",
         include_str!("../migrations/postgres/0002_clients_throttle.sql"),
     ),
+    (
+        3,
+        "legacy_id",
+        include_str!("../migrations/postgres/0003_legacy_id.sql"),
+    ),
 ];
 
 /// Connection-pool limits for [`PostgresStore`].
@@ -278,6 +283,7 @@ fn user_from(row: &PgRow) -> StoreResult<User> {
         fullname: row.try_get("fullname").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
         disabled: row.try_get("disabled").map_err(map_err)?,
+        legacy_id: row.try_get("legacy_id").map_err(map_err)?,
     })
 }
 
@@ -327,8 +333,8 @@ impl Store for PostgresStore {
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
         sqlx::query(
-            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at, legacy_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         )
         .bind(u.id)
         .bind(&u.email)
@@ -337,6 +343,7 @@ impl Store for PostgresStore {
         .bind(&u.fullname)
         .bind(&u.password_hash)
         .bind(u.created_at)
+        .bind(&u.legacy_id)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -347,18 +354,92 @@ impl Store for PostgresStore {
             fullname: u.fullname,
             created_at: u.created_at,
             disabled: false,
+            legacy_id: u.legacy_id,
         })
+    }
+
+    async fn import_users(
+        &self,
+        users: &[NewUser],
+        dry_run: bool,
+    ) -> StoreResult<Vec<ImportOutcome>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let col = |f: fn(&NewUser) -> String| users.iter().map(f).collect::<Vec<_>>();
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let rows = sqlx::query(
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
+             created_at, updated_at, legacy_id) \
+             SELECT id, email, email_key, username, fullname, password_hash, created_at, created_at, legacy_id \
+             FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
+                         $7::BIGINT[], $8::TEXT[]) \
+               AS t(id, email, email_key, username, fullname, password_hash, created_at, legacy_id) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(users.iter().map(|u| u.id).collect::<Vec<_>>())
+        .bind(col(|u| u.email.clone()))
+        .bind(col(|u| tessera_core::validate::email_key(&u.email)))
+        .bind(col(|u| u.username.clone()))
+        .bind(col(|u| u.fullname.clone()))
+        .bind(col(|u| u.password_hash.clone()))
+        .bind(users.iter().map(|u| u.created_at).collect::<Vec<_>>())
+        .bind(users.iter().map(|u| u.legacy_id.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let inserted = rows
+            .iter()
+            .map(|r| r.try_get::<Uuid, _>("id").map_err(map_err))
+            .collect::<StoreResult<std::collections::HashSet<_>>>()?;
+        let rest: Vec<&NewUser> = users.iter().filter(|u| !inserted.contains(&u.id)).collect();
+        let mut existing = Vec::new();
+        if !rest.is_empty() {
+            let (legacy, emails, names) = crate::import_keys(&rest);
+            for r in sqlx::query(
+                "SELECT email_key, username, legacy_id FROM users \
+                 WHERE legacy_id = ANY($1) OR email_key = ANY($2) OR username = ANY($3)",
+            )
+            .bind(legacy)
+            .bind(emails)
+            .bind(names)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?
+            {
+                existing.push(crate::ExistingUser {
+                    email_key: r.try_get("email_key").map_err(map_err)?,
+                    username: r.try_get("username").map_err(map_err)?,
+                    legacy_id: r.try_get("legacy_id").map_err(map_err)?,
+                });
+            }
+        }
+        if dry_run {
+            tx.rollback().await.map_err(map_err)?;
+        } else {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(users
+            .iter()
+            .map(|u| {
+                if inserted.contains(&u.id) {
+                    ImportOutcome::Inserted
+                } else {
+                    crate::classify(u, &existing)
+                }
+            })
+            .collect())
     }
 
     async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>> {
         let (sql, value) = match key {
             LoginKey::Email(e) => (
-                "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
                  FROM users WHERE email_key = $1",
                 e,
             ),
             LoginKey::Username(u) => (
-                "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
                  FROM users WHERE username = $1",
                 u,
             ),
@@ -373,7 +454,7 @@ impl Store for PostgresStore {
 
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
         let row = sqlx::query(
-            "SELECT id, email, username, fullname, created_at, disabled, password_hash \
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
              FROM users WHERE id = $1",
         )
         .bind(id)
@@ -389,7 +470,7 @@ impl Store for PostgresStore {
             "UPDATE users SET email = COALESCE($1, email), email_key = COALESCE($2, email_key), \
              username = COALESCE($3, username), fullname = COALESCE($4, fullname), \
              updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
-             WHERE id = $5 RETURNING id, email, username, fullname, created_at, disabled",
+             WHERE id = $5 RETURNING id, email, username, fullname, created_at, disabled, legacy_id",
         )
         .bind(p.email)
         .bind(key)
@@ -480,7 +561,7 @@ impl Store for PostgresStore {
         let row = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
              s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
-             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled \
+             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
         )
         .bind(id)
@@ -739,7 +820,7 @@ impl Store for PostgresStore {
 
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(
-            "SELECT id, email, username, fullname, created_at, disabled FROM users \
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
              ORDER BY created_at, id LIMIT $1 OFFSET $2",
         )
         .bind(i64::from(limit))

@@ -9,8 +9,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr};
+use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "clients_throttle",
         include_str!("../migrations/sqlite/0002_clients_throttle.sql"),
+    ),
+    (
+        3,
+        "legacy_id",
+        include_str!("../migrations/sqlite/0003_legacy_id.sql"),
     ),
 ];
 
@@ -155,6 +161,23 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Writes a consistent copy of the whole database to `path` (a new file) while
+    /// it stays in use: SQLite's `VACUUM INTO` reads one snapshot, so writers carry
+    /// on and the copy holds every transaction committed before it began.
+    pub async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Other("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
 fn uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(s).map_err(|_| StoreError::Other(format!("corrupt id `{s}` in database")))
 }
@@ -180,6 +203,7 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
         fullname: row.try_get("fullname").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
         disabled: row.try_get::<i64, _>("disabled").map_err(map_err)? != 0,
+        legacy_id: row.try_get("legacy_id").map_err(map_err)?,
     })
 }
 
@@ -228,8 +252,8 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
         sqlx::query(
-            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at, legacy_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(u.id.to_string())
         .bind(&u.email)
@@ -239,6 +263,7 @@ impl Store for SqliteStore {
         .bind(&u.password_hash)
         .bind(u.created_at)
         .bind(u.created_at)
+        .bind(&u.legacy_id)
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -249,7 +274,91 @@ impl Store for SqliteStore {
             fullname: u.fullname,
             created_at: u.created_at,
             disabled: false,
+            legacy_id: u.legacy_id,
         })
+    }
+
+    async fn import_users(
+        &self,
+        users: &[NewUser],
+        dry_run: bool,
+    ) -> StoreResult<Vec<ImportOutcome>> {
+        // 9 parameters a row; SQLite allows 32766 per statement.
+        const ROWS: usize = 500;
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The first statement writes, so the write lock is taken at once.
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut inserted = HashSet::new();
+        for chunk in users.chunks(ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
+                 created_at, updated_at, legacy_id) ",
+            );
+            q.push_values(chunk, |mut row, u| {
+                row.push_bind(u.id.to_string())
+                    .push_bind(&u.email)
+                    .push_bind(tessera_core::validate::email_key(&u.email))
+                    .push_bind(&u.username)
+                    .push_bind(&u.fullname)
+                    .push_bind(&u.password_hash)
+                    .push_bind(u.created_at)
+                    .push_bind(u.created_at)
+                    .push_bind(&u.legacy_id);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING id");
+            for r in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+                inserted.insert(uuid(r.try_get("id").map_err(map_err)?)?);
+            }
+        }
+        let rest: Vec<&NewUser> = users.iter().filter(|u| !inserted.contains(&u.id)).collect();
+        let mut existing = Vec::new();
+        // Three lists of up to ROWS parameters each.
+        for chunk in rest.chunks(ROWS) {
+            let (legacy, emails, names) = crate::import_keys(chunk);
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT email_key, username, legacy_id FROM users WHERE legacy_id IN (",
+            );
+            let mut list = q.separated(", ");
+            list.push("NULL");
+            for l in &legacy {
+                list.push_bind(l);
+            }
+            q.push(") OR email_key IN (");
+            let mut list = q.separated(", ");
+            for e in &emails {
+                list.push_bind(e);
+            }
+            q.push(") OR username IN (");
+            let mut list = q.separated(", ");
+            for n in &names {
+                list.push_bind(n);
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+                existing.push(crate::ExistingUser {
+                    email_key: r.try_get("email_key").map_err(map_err)?,
+                    username: r.try_get("username").map_err(map_err)?,
+                    legacy_id: r.try_get("legacy_id").map_err(map_err)?,
+                });
+            }
+        }
+        if dry_run {
+            tx.rollback().await.map_err(map_err)?;
+        } else {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(users
+            .iter()
+            .map(|u| {
+                if inserted.contains(&u.id) {
+                    ImportOutcome::Inserted
+                } else {
+                    crate::classify(u, &existing)
+                }
+            })
+            .collect())
     }
 
     async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>> {
@@ -279,7 +388,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "UPDATE users SET email = COALESCE(?, email), email_key = COALESCE(?, email_key), \
              username = COALESCE(?, username), fullname = COALESCE(?, fullname), updated_at = unixepoch() \
-             WHERE id = ? RETURNING id, email, username, fullname, created_at, disabled",
+             WHERE id = ? RETURNING id, email, username, fullname, created_at, disabled, legacy_id",
         )
         .bind(p.email)
         .bind(key)
@@ -370,7 +479,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
              s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
-             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled \
+             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         )
         .bind(id.to_string())
@@ -608,7 +717,7 @@ impl Store for SqliteStore {
 
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(
-            "SELECT id, email, username, fullname, created_at, disabled FROM users \
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
              ORDER BY created_at, id LIMIT ? OFFSET ?",
         )
         .bind(i64::from(limit))
@@ -837,13 +946,13 @@ impl Store for SqliteStore {
 fn user_query(column: &str) -> &'static str {
     match column {
         "email_key" => {
-            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE email_key = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE email_key = ?"
         }
         "username" => {
-            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE username = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE username = ?"
         }
         _ => {
-            "SELECT id, email, username, fullname, created_at, disabled, password_hash FROM users WHERE id = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE id = ?"
         }
     }
 }

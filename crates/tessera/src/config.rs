@@ -361,6 +361,7 @@ impl Config {
             email: false,
             username: false,
             fullname: false,
+            legacy_id: false,
         };
         for c in self
             .access_token_claims
@@ -374,10 +375,11 @@ impl Config {
                 "email" => claims.email = true,
                 "username" => claims.username = true,
                 "fullname" => claims.fullname = true,
+                "legacy_id" => claims.legacy_id = true,
                 _ => {
                     return Err(bad(
                         "access_token_claims",
-                        "a comma-separated list of email, username, fullname (or empty)",
+                        "a comma-separated list of email, username, fullname, legacy_id (or empty)",
                     ));
                 }
             }

@@ -8,7 +8,9 @@
 //! [`with_app`] for commands that may start a database from nothing.
 
 mod audit;
+mod backup;
 mod clients;
+mod import;
 mod keys;
 mod token;
 mod users;
@@ -81,6 +83,14 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Back up the SQLite database (consistent, while servers run) and the data
+    /// folder's secrets into one owner-only tar archive. PostgreSQL: use pg_dump.
+    Backup {
+        /// The archive to create; an existing file is never replaced.
+        file: PathBuf,
+    },
+    /// Restore a backup into the data folder (--data-dir), which must be new or empty.
+    Restore { file: PathBuf },
     /// Print the newest audit events (logins, throttling, reuse, logouts, ...).
     Audit(audit::AuditArgs),
     /// Inspect the configuration.
@@ -273,6 +283,8 @@ pub fn run() -> ExitCode {
         Command::User { command } => rt.block_on(users::run_user(&cfg, command)),
         Command::Session { command } => rt.block_on(users::run_session(&cfg, command)),
         Command::Audit(args) => rt.block_on(audit::run(&cfg, args)),
+        Command::Backup { file } => rt.block_on(backup::backup(&cfg, &file)),
+        Command::Restore { file } => rt.block_on(backup::restore(&cfg, &file)),
         Command::Client { command } => rt.block_on(clients::run(&cfg, command)),
         Command::Migrate => rt.block_on(with_store(&cfg, |_| async {
             println!(

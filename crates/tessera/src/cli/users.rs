@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use tessera_app::Caller;
-use tessera_app::hashing::is_supported_hash;
-use tessera_core::model::{NewUser, Session, User};
+use tessera_core::model::{Session, User};
 use tessera_core::validate;
 use tessera_core::{Clock, Store, SystemClock};
 use uuid::Uuid;
@@ -65,10 +64,15 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Import users from JSON lines: {"email","username","fullname"?,"password_hash"}
-    /// with bcrypt ($2a$/$2b$/$2y$) or Argon2 hashes; bcrypt is upgraded at next login.
+    /// Import users from JSON lines or a JSON array: {"email","username","fullname"?,
+    /// "password_hash"} with bcrypt ($2a$/$2b$/$2y$) or Argon2 hashes, or mongoexport
+    /// output ({"_id":{"$oid"},"fullName","password","createdAt":{"$date"},...}).
+    /// bcrypt is upgraded at next login; users already imported are skipped.
     Import {
         file: std::path::PathBuf,
+        /// Check every record and report what would happen; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -245,16 +249,18 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                     }));
                 }
                 print_user(&u);
+                if let Some(legacy) = &u.legacy_id {
+                    println!("  legacy id {legacy}");
+                }
                 print_sessions(&u, &sessions);
                 Ok(())
             })
             .await
         }
-        UserCommand::Import { file } => {
-            super::with_store(
-                cfg,
-                |store| async move { import(store.as_ref(), &file).await },
-            )
+        UserCommand::Import { file, dry_run } => {
+            super::with_store(cfg, |store| async move {
+                super::import::run(store.as_ref(), &file, dry_run).await
+            })
             .await
         }
         UserCommand::Add {
@@ -336,66 +342,6 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
             })
             .await
         }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ImportLine {
-    email: String,
-    username: String,
-    #[serde(default)]
-    fullname: Option<String>,
-    password_hash: String,
-}
-
-async fn import(store: &dyn Store, file: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
-    let bar = indicatif::ProgressBar::new(lines.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} users  {elapsed_precise}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let (mut imported, mut failed) = (0usize, Vec::new());
-    for (line_no, line) in lines {
-        let outcome = async {
-            let l: ImportLine =
-                serde_json::from_str(line).map_err(|e| format!("not a user record ({e})"))?;
-            if !is_supported_hash(&l.password_hash) {
-                return Err("password_hash is neither bcrypt nor Argon2".to_string());
-            }
-            let new = NewUser {
-                id: Uuid::now_v7(),
-                email: validate::email(&l.email).map_err(err)?,
-                username: validate::username(&l.username).map_err(err)?,
-                fullname: validate::fullname(l.fullname.as_deref().unwrap_or("")).map_err(err)?,
-                password_hash: l.password_hash,
-                created_at: SystemClock.now(),
-            };
-            store.create_user(new).await.map_err(err)
-        }
-        .await;
-        match outcome {
-            Ok(_) => imported += 1,
-            Err(e) => failed.push(format!("line {line_no}: {e}")),
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    println!("imported {imported} users; {} lines skipped", failed.len());
-    for f in &failed {
-        eprintln!("  {f}");
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} lines could not be imported", failed.len()))
     }
 }
 

@@ -165,6 +165,7 @@ async fn set_password_revoke_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_accepts_bcrypt_and_upgrades_it_at_login() {
     let s = TestServer::start().await;
+    s.register("hal").await;
     // A bcrypt hash of "imported secret" (cost 4), as another system would export it.
     let bcrypt = "$2b$04$onw.NYs45V6FsYc5jpqUJ.G4MqsuSIYnAerfrY2Z/3kfTiiY4LI46";
     let file = s.dir.path().join("users.jsonl");
@@ -174,7 +175,8 @@ async fn import_accepts_bcrypt_and_upgrades_it_at_login() {
             "{}\n{}\n\nnot json\n{}\n",
             json!({"email": "fay@example.com", "username": "fay", "fullname": "Fay", "password_hash": bcrypt}),
             json!({"email": "gus@example.com", "username": "gus", "password_hash": "plaintext!"}),
-            json!({"email": "fay@example.com", "username": "fay2", "password_hash": bcrypt}),
+            // The address of a user who registered directly.
+            json!({"email": "hal@example.com", "username": "fay2", "password_hash": bcrypt}),
         ),
     )
     .unwrap();

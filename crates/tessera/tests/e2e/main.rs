@@ -9,6 +9,7 @@ mod crash;
 mod hostile;
 mod instances;
 mod keys;
+mod migrate;
 mod oauth;
 mod openapi;
 mod ops;

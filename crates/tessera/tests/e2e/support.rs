@@ -123,6 +123,11 @@ impl TestServer {
         Self::boot(cfg, ManualClock::starting_now(), dir, None).await
     }
 
+    /// A server on `cfg`, whose data folder lies under `dir` (a restored one, say).
+    pub async fn start_config(cfg: Config, dir: Arc<tempfile::TempDir>) -> Self {
+        Self::boot(cfg, ManualClock::starting_now(), dir, None).await
+    }
+
     /// A server on a fresh PostgreSQL schema, or `None` when no server is configured.
     pub async fn start_pg() -> Option<Self> {
         Self::start_pg_with(|_| {}).await
