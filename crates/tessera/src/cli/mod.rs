@@ -314,8 +314,10 @@ async fn serve(cfg: &Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    // A closed stdout must not take the server down.
-    let _ = writeln!(std::io::stdout(), "{}", running.banner);
+    // One write, so a reader of the pipe sees the whole banner at once (writeln!
+    // would send its last line separately). A closed stdout must not take the
+    // server down.
+    let _ = std::io::stdout().write_all(format!("{}\n", running.banner).as_bytes());
     shutdown_signal().await;
     tracing::info!("shutting down");
     match running.stop().await {
