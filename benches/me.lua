@@ -1,8 +1,4 @@
--- GET /v1/me with one access token (verification + session lookup per request).
-local token = os.getenv("BENCH_ACCESS_TOKEN")
+-- GET /v1/me with one access token: token verification plus the session read.
+dofile(os.getenv("BENCH_DIR") .. "/common.lua")
 wrk.method = "GET"
-wrk.headers["Authorization"] = "Bearer " .. token
-
-function response(status, headers, body)
-  if status ~= 200 then errors = (errors or 0) + 1 end
-end
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_ACCESS_TOKEN")

@@ -1,17 +1,17 @@
--- Refresh chains: every connection owns refresh-token families and rotates them in
--- a loop, each request presenting the token the previous response returned.
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
+-- Refresh chains: every request presents the refresh token that a previous
+-- response returned, so each session is rotated in sequence and never twice at
+-- once. BENCH_TOKENS_FILE holds one refresh token per line (one session per
+-- connection); each thread takes BENCH_FAMILIES_PER_THREAD of them. wrk's Lua API
+-- has no per-connection state, so the thread keeps its sessions in one pool: a
+-- connection takes whichever token is waiting, and with as many sessions as
+-- connections every session has at most one refresh in flight at any time.
+-- A failed refresh loses its session and is counted in `failed`; a connection that
+-- finds the pool empty sends a request bound to fail (counted in `starved`).
+dofile(os.getenv("BENCH_DIR") .. "/common.lua")
 
 function init(args)
-  local per_thread = tonumber(os.getenv("BENCH_TOKENS_PER_THREAD"))
-  local file = io.open(os.getenv("BENCH_TOKENS_FILE"), "r")
+  local per_thread = tonumber(os.getenv("BENCH_FAMILIES_PER_THREAD"))
+  local file = assert(io.open(os.getenv("BENCH_TOKENS_FILE"), "r"))
   pool = {}
   local line_no = 0
   for line in file:lines() do
@@ -21,31 +21,36 @@ function init(args)
     line_no = line_no + 1
   end
   file:close()
-  failures = 0
+  counts = {ok = 0, failed = 0, starved = 0}
+  -- wrk 4 calls request() once on its first thread right after init, only to check
+  -- that the request parses, and never sends it: that call must not use up a token.
+  checking = id == 0
 end
 
+local headers = {["Content-Type"] = "application/json"}
+
 function request()
+  if checking then
+    checking = false
+    return wrk.format("POST", "/v1/auth/refresh", headers, '{"refresh_token":"' .. pool[#pool] .. '"}')
+  end
   local token = table.remove(pool)
   if token == nil then
-    -- Every family failed; keep wrk busy with a request that is counted as an error.
-    return wrk.format("POST", "/v1/auth/refresh", {["Content-Type"] = "application/json"}, "{}")
+    count("starved")
+    return wrk.format("POST", "/v1/auth/refresh", headers, "{}")
   end
-  return wrk.format("POST", "/v1/auth/refresh", {["Content-Type"] = "application/json"},
+  return wrk.format("POST", "/v1/auth/refresh", headers,
     '{"refresh_token":"' .. token .. '","delivery":"body"}')
 end
 
 function response(status, headers, body)
-  if status == 200 then
-    local token = string.match(body, '"refresh_token":"([^"]+)"')
+  local token = status == 200 and string.match(body, '"refresh_token":"([^"]+)"')
+  if token then
+    count("ok")
     table.insert(pool, token)
   else
-    failures = failures + 1
-    if failures <= 3 then io.stderr:write("refresh failed: " .. status .. " " .. body .. "\n") end
+    count("failed")
+    -- Error bodies carry a code, never a token.
+    count("failed_" .. status .. "_" .. (string.match(body, '"error":"([%w_]+)"') or "unknown"))
   end
-end
-
-function done(summary, latency, requests)
-  local failed = 0
-  for _, t in ipairs(threads) do failed = failed + t:get("failures") end
-  io.write(string.format("refresh failures: %d\n", failed))
 end

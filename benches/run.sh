@@ -1,92 +1,50 @@
 #!/usr/bin/env bash
-# Load benchmark on loopback with wrk (Debian package `wrk`):
-#   GET /healthz, GET /v1/me (access-token verification + session check),
-#   and refresh chains (each connection rotating its own sessions in a loop).
-# Reports the median requests/s of RUNS runs per scenario.
+# Tessera's benchmarks in one command; writes BENCHMARKS.md at the repository root.
 #
-#   benches/run.sh                      # SQLite, one instance
-#   DB=postgres://postgres@127.0.0.1:5432/tessera_bench benches/run.sh
-#   DB=postgres://... INSTANCES=2 benches/run.sh   # two instances, load split over both
+#   benches/run.sh                                   # SQLite scenarios, release build
+#   DB=postgres://postgres@127.0.0.1:5432/tessera_bench benches/run.sh   # plus PostgreSQL
+#   QUICK=1 benches/run.sh                           # a few seconds per scenario (CI)
+#
+# Knobs (environment):
+#   DURATION  seconds per wrk run (10s; QUICK: 2s)      RUNS  runs per scenario, medians reported (3; QUICK: 1)
+#   DB        a PostgreSQL URL: adds the PostgreSQL scenarios; the harness works in a
+#             schema of its own (created and dropped), nothing else in that database is touched
+#   QUICK=1   tiny configuration: 20,000 instead of 1,000,000 sessions, short criterion
+#             runs, the debug binary target/debug/tessera (no release build; figures are
+#             only a check that the harness works), report to target/BENCHMARKS-quick.md
+#   CONNS     connections for /healthz and /v1/me (32)  LOGIN_CONNS  login-flood connections (64)
+#   LARGE_SESSIONS, SMALL_SESSIONS  sessions in the big and small database (1000000, 1000)
+#   BIN       the tessera binary to measure             OUT  the report (BENCHMARKS.md)
+#
+# Needs: wrk, python3 (standard library only), psql when DB is set, a Rust toolchain.
+# Servers run on 127.0.0.1:18181 and up with throttling off (all load comes from one address).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
-RUNS=${RUNS:-3}
-INSTANCES=${INSTANCES:-1}
-DB=${DB:-}
-BIN=target/release/tessera
-[ -x "$BIN" ] || cargo build --release --quiet
-command -v wrk >/dev/null || { echo "install wrk (apt-get install -y wrk)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-export TESSERA_LOG=warn
-export REFRESH_TOKEN_SECRET=benchmark-refresh-secret-0123456789abcdef
-export TESSERA_ISSUER=http://bench.tessera
-# One client address generates all the load here; per-address limits would measure
-# the throttle, not the server.
-export TESSERA_LOGIN_LIMIT_IP=off TESSERA_LOGIN_LIMIT_ACCOUNT=off TESSERA_LOGIN_LIMIT_ACCOUNT_IP=off
-export TESSERA_REGISTER_LIMIT_IP=off TESSERA_REFRESH_LIMIT_IP=off
-if [ -n "$DB" ]; then
-  export TESSERA_DATABASE_URL="$DB"
+missing=()
+command -v wrk >/dev/null || missing+=("wrk (Debian: apt-get install -y wrk)")
+command -v python3 >/dev/null || missing+=("python3 (Debian: apt-get install -y python3)")
+if [ -n "${DB:-}" ]; then
+  command -v psql >/dev/null || missing+=("psql (Debian: apt-get install -y postgresql-client)")
 fi
-ports=()
-for i in $(seq 1 "$INSTANCES"); do
-  port=$((18100 + i))
-  "$BIN" serve --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server$i.log" 2>&1 &
-  pids+=($!)
-  ports+=("$port")
-done
-for port in "${ports[@]}"; do
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-done
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'benches/run.sh needs:\n' >&2
+  printf '  %s\n' "${missing[@]}" >&2
+  exit 1
+fi
 
-first="http://127.0.0.1:${ports[0]}"
-threads_per_instance=$((2 / INSTANCES > 0 ? 2 / INSTANCES : 1))
-conns_per_instance=$((CONNS / INSTANCES))
-families=$((CONNS * 2))
-python3 benches/setup.py "$first" "$families" "$work"
-export BENCH_ACCESS_TOKEN=$(cat "$work/access_token.txt")
+if [ -n "${QUICK:-}" ] && [ "${QUICK}" != 0 ]; then
+  # The test run has built the debug binary; a release build takes minutes on small machines.
+  export BIN=${BIN:-target/debug/tessera}
+  export OUT=${OUT:-target/BENCHMARKS-quick.md}
+  export CRITERION_PROFILE=${CRITERION_PROFILE:-dev}
+  [ "$BIN" = target/debug/tessera ] && cargo build --quiet -p tessera
+else
+  export BIN=${BIN:-target/release/tessera}
+  export OUT=${OUT:-BENCHMARKS.md}
+  # Always build: a stale binary would measure another commit.
+  [ "$BIN" = target/release/tessera ] && cargo build --quiet --release -p tessera
+fi
+[ -x "$BIN" ] || { echo "no tessera binary at $BIN" >&2; exit 1; }
 
-# Runs wrk against every instance at once; prints the summed requests/s.
-# Refresh failures (which would inflate the rate with cheap 401s) are reported on stderr.
-load() {
-  local path=$1 script=${2:-} idx=0 outs=()
-  for port in "${ports[@]}"; do
-    local args=(-t"$threads_per_instance" -c"$conns_per_instance" -d"$DURATION" --latency)
-    [ -n "$script" ] && args+=(-s "$script")
-    if [ -n "$script" ] && [ "$script" = benches/refresh.lua ]; then
-      # Fresh sessions for every run (the previous run's tokens are spent), and each
-      # instance's threads get their own slice of them.
-      [ "$idx" = 0 ] && python3 benches/setup.py "$first" "$families" "$work" \
-        && split -n "l/$INSTANCES" -d "$work/refresh_tokens.txt" "$work/slice_"
-      BENCH_TOKENS_FILE="$work/slice_0$idx" BENCH_TOKENS_PER_THREAD=$((families / INSTANCES / threads_per_instance)) \
-        wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$work/wrk$idx.txt" &
-    else
-      wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$work/wrk$idx.txt" &
-    fi
-    outs+=("$work/wrk$idx.txt")
-    idx=$((idx + 1))
-  done
-  wait $(jobs -p | grep -v -F "$(printf '%s\n' "${pids[@]}")") 2>/dev/null || true
-  grep -h -E "Non-2xx|refresh failures: [1-9]" "${outs[@]}" >&2 || true
-  awk '/Requests\/sec/ {s += $2} END {printf "%.0f\n", s}' "${outs[@]}"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-report() {
-  local name=$1; shift
-  local results=()
-  for _ in $(seq 1 "$RUNS"); do results+=("$(load "$@")"); done
-  printf '%-28s median %8s req/s   (runs: %s)\n' "$name" "$(printf '%s\n' "${results[@]}" | median)" "${results[*]}"
-}
-
-echo "Tessera $(git rev-parse --short HEAD 2>/dev/null || echo dev), ${DB:-SQLite} x $INSTANCES instance(s), $CONNS connections, $DURATION x $RUNS runs, $(nproc) cores"
-report "GET /healthz" /healthz
-report "GET /v1/me (EdDSA)" /v1/me benches/me.lua
-report "POST /v1/auth/refresh chains" /v1/auth/refresh benches/refresh.lua
+exec python3 benches/harness.py
