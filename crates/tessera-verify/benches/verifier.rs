@@ -50,6 +50,7 @@ fn claims(i: usize, sid: String, now: i64) -> AccessClaims {
         email: Some(format!("user{i}@example.com")),
         username: Some(format!("user{i}")),
         fullname: Some("Bench User".into()),
+        legacy_id: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn verify_benches(c: &mut Criterion) {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         leeway: 30,
+        max_lifetime: 900,
     };
     // Measure the success path of a verifier that really checks: every token
     // verifies, a revoked session and a tampered signature are refused.
