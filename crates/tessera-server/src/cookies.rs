@@ -1,6 +1,9 @@
-//! Token cookies (SPEC §5.1) and the CSRF check for cookie-authenticated writes.
+//! Token cookies (docs/contract.md §5.1) and the CSRF check for cookie-authenticated
+//! writes. Cookies are written and read with the `cookie` crate.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use cookie::time::Duration;
+use cookie::{Cookie, SameSite};
 
 /// Cookie names, prefixed `__Host-`/`__Secure-` when the issuer is https.
 #[derive(Debug, Clone)]
@@ -27,54 +30,45 @@ impl CookieNames {
         }
     }
 
-    fn attrs(&self) -> &'static str {
-        if self.secure {
-            "; HttpOnly; Secure"
-        } else {
-            "; HttpOnly"
-        }
+    /// The access cookie: every path; from other sites only on top-level navigations.
+    fn access_cookie<'a>(&'a self, token: &'a str, max_age: i64) -> Cookie<'a> {
+        Cookie::build((self.access.as_str(), token))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(Duration::seconds(max_age.max(0)))
+            .build()
+    }
+
+    /// The refresh cookie: only the auth endpoints, never cross-site.
+    fn refresh_cookie<'a>(&'a self, token: &'a str, max_age: i64) -> Cookie<'a> {
+        Cookie::build((self.refresh.as_str(), token))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Strict)
+            .path(REFRESH_COOKIE_PATH)
+            .max_age(Duration::seconds(max_age.max(0)))
+            .build()
     }
 
     pub fn set_access(&self, headers: &mut HeaderMap, token: &str, max_age: i64) {
-        let v = format!(
-            "{}={token}; Max-Age={max_age}; Path=/{}; SameSite=Lax",
-            self.access,
-            self.attrs()
-        );
-        append(headers, v);
+        append(headers, &self.access_cookie(token, max_age));
     }
 
     pub fn set_refresh(&self, headers: &mut HeaderMap, token: &str, max_age: i64) {
-        let v = format!(
-            "{}={token}; Max-Age={max_age}; Path={REFRESH_COOKIE_PATH}{}; SameSite=Strict",
-            self.refresh,
-            self.attrs()
-        );
-        append(headers, v);
+        append(headers, &self.refresh_cookie(token, max_age));
     }
 
+    /// Clears both cookies (same names, paths and attributes, empty, `Max-Age=0`).
     pub fn clear(&self, headers: &mut HeaderMap) {
-        append(
-            headers,
-            format!(
-                "{}=; Max-Age=0; Path=/{}; SameSite=Lax",
-                self.access,
-                self.attrs()
-            ),
-        );
-        append(
-            headers,
-            format!(
-                "{}=; Max-Age=0; Path={REFRESH_COOKIE_PATH}{}; SameSite=Strict",
-                self.refresh,
-                self.attrs()
-            ),
-        );
+        append(headers, &self.access_cookie("", 0));
+        append(headers, &self.refresh_cookie("", 0));
     }
 }
 
-fn append(headers: &mut HeaderMap, v: String) {
-    if let Ok(v) = HeaderValue::from_str(&v) {
+fn append(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
         headers.append(header::SET_COOKIE, v);
     }
 }
@@ -87,15 +81,20 @@ pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'));
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|c| c.name() == name);
     let first = found.next()?;
-    if found.next().is_some() || first.is_empty() {
+    if found.next().is_some() {
         return None;
     }
-    Some(first)
+    // The value as a slice of the header, without the optional double quotes.
+    let raw = first.value_raw()?;
+    let value = raw
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(raw);
+    (!value.is_empty()).then_some(value)
 }
 
 /// A cookie-authenticated state change must come from our own origin. Browsers
@@ -179,7 +178,48 @@ mod tests {
         let m = h(&[("cookie", "a=1; tessera_rt=tok; b=2")]);
         assert_eq!(read(&m, "tessera_rt"), Some("tok"));
         assert_eq!(read(&m, "tessera_at"), None);
+        let quoted = h(&[("cookie", "tessera_rt=\"tok\"")]);
+        assert_eq!(read(&quoted, "tessera_rt"), Some("tok"));
         let tossed = h(&[("cookie", "tessera_rt=mine; tessera_rt=planted")]);
         assert_eq!(read(&tossed, "tessera_rt"), None);
+        let split = h(&[("cookie", "tessera_rt=mine"), ("cookie", "tessera_rt=x")]);
+        assert_eq!(read(&split, "tessera_rt"), None);
+        let empty = h(&[("cookie", "tessera_rt=; a=1")]);
+        assert_eq!(read(&empty, "tessera_rt"), None);
+    }
+
+    #[test]
+    fn cookies_carry_their_attributes() {
+        let names = CookieNames::new(true, true);
+        let mut hm = HeaderMap::new();
+        names.set_access(&mut hm, "at", 900);
+        names.set_refresh(&mut hm, "rt", 60);
+        names.clear(&mut hm);
+        let set: Vec<String> = hm
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| {
+                let mut parts: Vec<&str> = v.to_str().unwrap().split("; ").collect();
+                parts[1..].sort();
+                parts.join("; ")
+            })
+            .collect();
+        assert_eq!(
+            set,
+            [
+                "__Host-tessera_at=at; HttpOnly; Max-Age=900; Path=/; SameSite=Lax; Secure",
+                "__Secure-tessera_rt=rt; HttpOnly; Max-Age=60; Path=/v1/auth; SameSite=Strict; Secure",
+                "__Host-tessera_at=; HttpOnly; Max-Age=0; Path=/; SameSite=Lax; Secure",
+                "__Secure-tessera_rt=; HttpOnly; Max-Age=0; Path=/v1/auth; SameSite=Strict; Secure",
+            ]
+        );
+        let plain = CookieNames::new(false, false);
+        let mut hm = HeaderMap::new();
+        plain.set_access(&mut hm, "at", 5);
+        let v = hm[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            v.starts_with("tessera_at=at;") && !v.contains("Secure"),
+            "{v}"
+        );
     }
 }

@@ -16,30 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Requests whose headers (names and values) add up to more are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// An address range such as `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or /128.
+/// An address range such as `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or
+/// /128. Matching is `ipnet`'s; IPv4-mapped IPv6 clients match IPv4 ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -47,23 +31,24 @@ impl FromStr for IpNet {
     type Err = String;
     fn from_str(raw: &str) -> Result<Self, String> {
         let err = || format!("`{raw}` is not an IP address or a CIDR range such as 10.0.0.0/8");
-        let (addr, prefix) = match raw.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (raw.trim(), None),
+        let raw = raw.trim();
+        let net = match raw.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => ipnet::IpNet::from(raw.parse::<IpAddr>().map_err(|_| err())?),
         };
-        let addr = addr.parse::<IpAddr>().map_err(|_| err())?.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
+        // A mapped IPv4 address given as IPv6 means the IPv4 address.
+        Ok(IpNet(match net.addr().to_canonical() {
+            IpAddr::V4(v4) if net.addr().is_ipv6() && net.prefix_len() >= 96 => {
+                ipnet::IpNet::new(IpAddr::V4(v4), net.prefix_len() - 96).map_err(|_| err())?
+            }
+            _ => net,
+        }))
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -190,6 +175,15 @@ mod tests {
         assert!(!one.contains("fd00::2".parse().unwrap()));
         let v6: IpNet = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fdff::9".parse().unwrap()));
+        // An IPv4 range written as mapped IPv6 is that IPv4 range.
+        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains("10.9.8.7".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert_eq!(
+            " 10.1.2.3 ".parse::<IpNet>().unwrap().to_string(),
+            "10.1.2.3/32"
+        );
         for bad in [
             "",
             "10.0.0.0/33",
