@@ -1,9 +1,11 @@
 //! Token cookies (docs/contract.md §5.1) and the CSRF check for cookie-authenticated
-//! writes. Cookies are written and read with the `cookie` crate.
+//! writes. Cookies are written and read with the `cookie` crate, origins compared
+//! with the `url` crate.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::time::Duration;
 use cookie::{Cookie, SameSite};
+use url::{Origin, Url};
 
 /// Cookie names, prefixed `__Host-`/`__Secure-` when the issuer is https.
 #[derive(Debug, Clone)]
@@ -97,26 +99,44 @@ pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     (!value.is_empty()).then_some(value)
 }
 
-/// A cookie-authenticated state change must come from our own origin. Browsers
-/// say where a request comes from (`Origin`, `Sec-Fetch-Site`); a request with
-/// neither is not from a browser and cannot be a cross-site forgery.
-pub fn same_origin(headers: &HeaderMap, trusted_origins: &[String]) -> bool {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let Ok(origin) = origin.to_str() else {
-            return false;
-        };
-        if origin == "null" {
-            return false;
-        }
-        if trusted_origins
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(origin))
-        {
-            return true;
-        }
-        let authority = origin.split_once("://").map(|(_, rest)| rest);
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+/// Parses a configured origin (`https://app.example.com`, `http://localhost:3000`):
+/// a scheme, a host and an optional port, nothing else.
+pub fn parse_origin(raw: &str) -> Result<Origin, String> {
+    let bad = || {
+        format!("`{raw}` is not an origin such as https://app.example.com or http://localhost:3000")
+    };
+    let url = Url::parse(raw.trim().trim_end_matches('/')).map_err(|_| bad())?;
+    let plain = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path() == "/";
+    let origin = url.origin();
+    if !plain || !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err(bad());
+    }
+    Ok(origin)
+}
+
+/// The origin a request's one `Origin` header names. `None` without the header;
+/// `Some(None)` when it cannot be an origin we trust: repeated, `null`, not a
+/// plain `scheme://host[:port]`.
+fn request_origin(headers: &HeaderMap) -> Option<Option<Origin>> {
+    let mut all = headers.get_all(header::ORIGIN).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some(None);
+    }
+    Some(first.to_str().ok().and_then(|o| parse_origin(o).ok()))
+}
+
+/// A cookie-authenticated state change must come from a trusted origin (the
+/// issuer's own or a configured one; scheme, host and port compared). Browsers say
+/// where a request comes from (`Origin`, `Sec-Fetch-Site`); a request with neither
+/// is not from a browser and cannot be a cross-site forgery.
+pub fn same_origin(headers: &HeaderMap, trusted_origins: &[Origin]) -> bool {
+    if let Some(origin) = request_origin(headers) {
+        return origin.is_some_and(|o| trusted_origins.contains(&o));
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
@@ -136,12 +156,20 @@ mod tests {
         m
     }
 
+    fn origins(list: &[&str]) -> Vec<Origin> {
+        list.iter().map(|o| parse_origin(o).unwrap()).collect()
+    }
+
     #[test]
     fn csrf_rules() {
-        let trusted = vec!["https://app.example".to_string()];
+        let trusted = origins(&["https://app.example", "http://127.0.0.1:8080"]);
         assert!(same_origin(&h(&[]), &trusted));
         assert!(same_origin(
             &h(&[("origin", "https://app.example")]),
+            &trusted
+        ));
+        assert!(same_origin(
+            &h(&[("origin", "https://app.example:443")]),
             &trusted
         ));
         assert!(same_origin(
@@ -151,14 +179,36 @@ mod tests {
             ]),
             &trusted
         ));
+        // Only the full origin counts: another scheme or port on a trusted host is
+        // another origin, whatever the Host header says.
+        for other in [
+            "http://app.example",
+            "https://app.example:8443",
+            "https://127.0.0.1:8080",
+            "http://127.0.0.1:8081",
+            "https://evil.example",
+            "http://127.0.0.1:8080@evil.example",
+            "https://app.example.evil.example",
+            "https://app.example/path",
+            "null",
+            "",
+        ] {
+            assert!(
+                !same_origin(
+                    &h(&[("origin", other), ("host", "127.0.0.1:8080")]),
+                    &trusted
+                ),
+                "{other}"
+            );
+        }
+        // Two Origin headers: refused, even when both are trusted.
         assert!(!same_origin(
             &h(&[
-                ("origin", "https://evil.example"),
-                ("host", "127.0.0.1:8080")
+                ("origin", "https://app.example"),
+                ("origin", "https://app.example")
             ]),
             &trusted
         ));
-        assert!(!same_origin(&h(&[("origin", "null")]), &trusted));
         assert!(!same_origin(
             &h(&[("sec-fetch-site", "cross-site")]),
             &trusted
@@ -171,6 +221,24 @@ mod tests {
             &h(&[("sec-fetch-site", "same-origin")]),
             &trusted
         ));
+    }
+
+    #[test]
+    fn configured_origins_are_plain_origins() {
+        assert!(parse_origin("http://localhost:3000").is_ok());
+        assert!(parse_origin("https://app.example.com/").is_ok());
+        for bad in [
+            "localhost:3000",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://u:p@app.example.com",
+            "https://app.example.com?x=1",
+            "ftp://app.example.com",
+            "null",
+            "",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,16 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera_app::App;
 
-pub use cookies::CookieNames;
+pub use cookies::{CookieNames, parse_origin};
 pub use error::{ApiError, ApiResult};
 pub use protect::IpNet;
+pub use url::Origin;
 
 /// What only the HTTP edge needs to know, already validated.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub cookie_secure: bool,
-    /// Origins (besides our own) allowed to make cookie-authenticated writes.
-    pub trusted_origins: Vec<String>,
+    /// Origins allowed to make cookie-authenticated writes: the issuer's own and the
+    /// configured ones.
+    pub trusted_origins: Vec<Origin>,
     pub body_limit: usize,
     pub request_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed; empty: the socket address is the client.

@@ -360,15 +360,19 @@ impl Config {
                 "a pool size of at least 1 and not below the minimum",
             ));
         }
+        let own_origin = tessera_server::parse_origin(&origin_of(&issuer))
+            .map_err(|_| bad("issuer", "must be an http:// or https:// URL"))?;
         let trusted_origins = self
             .trusted_origins
             .as_deref()
             .unwrap_or("")
             .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .map(str::trim)
             .filter(|s| !s.is_empty())
-            .chain(std::iter::once(origin_of(&issuer)))
-            .collect();
+            .map(tessera_server::parse_origin)
+            .chain(std::iter::once(Ok(own_origin)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("trusted_origins (TESSERA_TRUSTED_ORIGINS)", &e))?;
         let trusted_proxies = self
             .trusted_proxies
             .iter()
@@ -492,6 +496,34 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_origins_must_be_origins() {
+        let mut c = Config {
+            trusted_origins: Some("http://localhost:3000, https://app.example.com/".into()),
+            ..Config::default()
+        };
+        let v = c.validate().unwrap();
+        let shown: Vec<String> = v
+            .http
+            .trusted_origins
+            .iter()
+            .map(|o| o.ascii_serialization())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "http://localhost:3000",
+                "https://app.example.com",
+                "http://127.0.0.1:8080"
+            ]
+        );
+        for bad in ["localhost:3000", "https://app.example.com/login", "*"] {
+            c.trusted_origins = Some(bad.into());
+            let e = c.validate().unwrap_err();
+            assert!(e.contains("trusted_origins"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn origins_and_redaction() {

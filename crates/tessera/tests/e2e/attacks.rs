@@ -1210,23 +1210,41 @@ async fn cookies_have_exactly_the_spec_attributes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_authenticated_writes_from_other_sites_are_refused() {
-    let s = TestServer::start().await;
+    // The issuer is the server's real address, so its origin is this page's own.
+    let port = free_port();
+    let s = TestServer::start_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.issuer = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
     let t = s.user("tess").await;
     let own = s.base.clone();
     let host = own.trim_start_matches("http://").to_string();
     let prefix_trick = format!("{own}.evil.example");
     let userinfo_trick = format!("http://{host}@evil.example");
-    // (Origin, Sec-Fetch-Site) of requests a browser sends from someone else's page.
-    let contexts: Vec<(Option<&str>, Option<&str>)> = vec![
-        (Some("https://evil.example"), None),
-        (Some("https://evil.example"), Some("cross-site")),
-        (Some("https://evil.example"), Some("same-origin")),
-        (Some("null"), None),
-        (Some("null"), Some("cross-site")),
-        (Some(prefix_trick.as_str()), None),
-        (Some(userinfo_trick.as_str()), None),
-        (None, Some("cross-site")),
-        (None, Some("same-site")),
+    // The same host and port under another scheme, and another port: other origins,
+    // though the Host header matches their host.
+    let other_scheme = format!("https://{host}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let with_path = format!("{own}/somewhere");
+    // (Origin headers, Sec-Fetch-Site) of requests a browser sends from someone
+    // else's page, or that no browser sends.
+    let contexts: Vec<(Vec<&str>, Option<&str>)> = vec![
+        (vec!["https://evil.example"], None),
+        (vec!["https://evil.example"], Some("cross-site")),
+        (vec!["https://evil.example"], Some("same-origin")),
+        (vec!["null"], None),
+        (vec!["null"], Some("cross-site")),
+        (vec![prefix_trick.as_str()], None),
+        (vec![userinfo_trick.as_str()], None),
+        (vec![other_scheme.as_str()], Some("same-site")),
+        (vec![other_port.as_str()], Some("same-site")),
+        (vec![with_path.as_str()], None),
+        (vec![own.as_str(), "https://evil.example"], None),
+        (vec!["https://evil.example", own.as_str()], None),
+        (vec![own.as_str(), own.as_str()], Some("same-origin")),
+        (vec![], Some("cross-site")),
+        (vec![], Some("same-site")),
     ];
     let rt = format!("tessera_rt={}", t.refresh);
     let at = format!("tessera_at={}", t.access);
@@ -1282,14 +1300,14 @@ async fn cookie_authenticated_writes_from_other_sites_are_refused() {
         ),
         ("DELETE", &delete, at, None, ""),
     ];
-    for (origin, site) in &contexts {
+    for (origins, site) in &contexts {
         for (method, path, cookie, ct, body) in &writes {
             let mut req = s
                 .http
                 .request(method.parse().unwrap(), s.url(path))
                 .header("cookie", *cookie)
                 .body(body.to_string());
-            if let Some(o) = origin {
+            for o in origins {
                 req = req.header("origin", *o);
             }
             if let Some(site) = site {
@@ -1299,7 +1317,7 @@ async fn cookie_authenticated_writes_from_other_sites_are_refused() {
                 req = req.header("content-type", *ct);
             }
             let r = req.send().await.unwrap();
-            let shown = format!("{method} {path} {cookie:.12} {ct:?} from {origin:?}/{site:?}");
+            let shown = format!("{method} {path} {cookie:.12} {ct:?} from {origins:?}/{site:?}");
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "{shown}");
             expect_error(r, StatusCode::FORBIDDEN, "csrf").await;
         }
