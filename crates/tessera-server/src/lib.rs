@@ -33,6 +33,8 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Proxies whose `X-Forwarded-For` is believed; empty: the socket address is the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a request body may stall before the request is answered 408.
+    pub body_read_timeout: Duration,
 }
 
 /// The application plus what the HTTP edge adds to it. Handlers reach the use
@@ -60,10 +62,13 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. From the outside in: the request deadline (503),
+/// header and announced-body limits (431, 413), the body-read timeout (408), the
+/// body limit, then the routes (timed by `metrics::track`).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.body_limit;
     let timeout = state.http.request_timeout;
+    let body_timeout = state.http.body_read_timeout;
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -71,6 +76,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            protect::body_read_timeout(body_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn(move |req, next| {
             protect::limit_request(limit, req, next)
         }))

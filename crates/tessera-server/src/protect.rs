@@ -1,17 +1,22 @@
 //! What the HTTP edge protects before any use case runs: the client address
-//! (`X-Forwarded-For` believed only from trusted proxies) and the header and
-//! announced-body size checks. The throttle limits themselves live in
+//! (`X-Forwarded-For` believed only from trusted proxies), the header and
+//! announced-body size checks, and the body-read timeout. The throttle limits themselves live in
 //! `tessera_app::throttle`.
 
 use crate::error::ApiError;
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
 /// Requests whose headers (names and values) add up to more are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
@@ -109,9 +114,10 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
 }
 
 /// Refuses a request whose headers are larger than [`MAX_HEADER_BYTES`] (431), and
-/// one that waits for `100 Continue` before sending a body over `body_limit` (413,
-/// so the body is never sent). Other bodies are cut at the limit as they are read:
-/// answering before reading them would reset connections that are still sending.
+/// one that announces a body over `body_limit` (413) at once, before any of the body
+/// is read: a client announcing a huge body and sending it slowly, or not at all,
+/// holds nothing. Bodies without a length (chunked) are cut at the limit as they are
+/// read. The connection is closed after the 413: the body it announced is not read.
 pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
@@ -126,18 +132,50 @@ pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Respo
         )
         .into_response();
     }
-    let h = req.headers();
-    let waits = h
-        .get(axum::http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let announced = h
-        .get(axum::http::header::CONTENT_LENGTH)
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if waits && announced.is_some_and(|n| n > body_limit as u64) {
-        return ApiError::payload_too_large().into_response();
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > body_limit as u64) {
+        let mut res = ApiError::payload_too_large().into_response();
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
     }
     next.run(req).await
+}
+
+/// A client that stops sending the body it announced is answered 408
+/// `request_timeout` once no part of the body has arrived for `limit` (tower-http's
+/// `TimeoutBody` notices; the handler's own error for the broken body is replaced).
+pub async fn body_read_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    if HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let seen = stalled.clone();
+    let req = req.map(|body| {
+        Body::new(TimeoutBody::new(limit, body).map_err(move |e| {
+            if e.is::<TimeoutError>() {
+                seen.store(true, Ordering::Relaxed);
+            }
+            e
+        }))
+    });
+    let res = next.run(req).await;
+    if !stalled.load(Ordering::Relaxed) {
+        return res;
+    }
+    let mut res = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 #[cfg(test)]

@@ -95,6 +95,9 @@ pub struct Config {
     /// How long audit events (and ended sessions) are kept before pruning.
     pub audit_retention: Span,
     pub log: String,
+    // The HTTP edge as operators run it.
+    /// How long a request body may stall before the request is answered 408.
+    pub body_read_timeout: Span,
 }
 
 impl Default for Config {
@@ -145,6 +148,7 @@ impl Default for Config {
             refresh_limit_ip: throttle.refresh_ip,
             audit_retention: Span::from_secs(90 * 86_400),
             log: "info".into(),
+            body_read_timeout: Span::from_secs(10),
         }
     }
 }
@@ -373,6 +377,7 @@ impl Config {
             .chain(std::iter::once(Ok(own_origin)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("trusted_origins (TESSERA_TRUSTED_ORIGINS)", &e))?;
+        positive("body_read_timeout", self.body_read_timeout)?;
         let trusted_proxies = self
             .trusted_proxies
             .iter()
@@ -421,6 +426,7 @@ impl Config {
                 body_limit: self.body_limit,
                 request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 trusted_proxies,
+                body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout.secs()),
             },
             hash,
             database_url,
