@@ -5,6 +5,7 @@
 mod cookies;
 mod error;
 mod extract;
+pub mod layers;
 pub mod metrics;
 mod oauth;
 pub mod protect;
@@ -64,7 +65,7 @@ impl AppState {
 
 /// The whole HTTP application. From the outside in: the request deadline (503),
 /// header and announced-body limits (431, 413), the body-read timeout (408), the
-/// body limit, then the routes (timed by `metrics::track`).
+/// body limit, `no-store` on the API, then the routes (timed by `metrics::track`).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.body_limit;
     let timeout = state.http.request_timeout;
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             metrics::track,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(layers::no_store))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| {
             protect::body_read_timeout(body_timeout, req, next)

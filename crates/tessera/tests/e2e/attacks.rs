@@ -1592,3 +1592,91 @@ async fn secrets_never_reach_the_logs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_answers_are_never_cached() {
+    let s = TestServer::start().await;
+    let secret = crate::oauth::add_client(&s, "rs", true, &["refresh_token"], false)
+        .await
+        .unwrap();
+    let r = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "nico@example.com", "username": "nico", "password": PASSWORD}),
+        )
+        .await;
+    let mut seen = vec![("POST /v1/auth/register", r)];
+    let t = s.login("nico").await;
+    let other = s.login("nico").await;
+    let get = |path: &str| s.http.get(s.url(path)).bearer_auth(&t.access).send();
+    seen.push(("GET /v1/me", get("/v1/me").await.unwrap()));
+    seen.push(("GET /v1/me/sessions", get("/v1/me/sessions").await.unwrap()));
+    seen.push(("GET /oauth/userinfo", get("/oauth/userinfo").await.unwrap()));
+    seen.push(("GET /v1/revocations", get("/v1/revocations").await.unwrap()));
+    let r = s
+        .http
+        .patch(s.url("/v1/me"))
+        .bearer_auth(&t.access)
+        .json(&json!({"fullname": "Nico"}))
+        .send()
+        .await
+        .unwrap();
+    seen.push(("PATCH /v1/me", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/userinfo"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/userinfo", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/introspect"))
+        .basic_auth("rs", Some(&secret))
+        .form(&[("token", t.access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/introspect", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/revoke"))
+        .basic_auth("rs", Some(&secret))
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/revoke", r));
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/me/sessions/{}", other.session_id)))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    seen.push(("DELETE /v1/me/sessions/{id}", r));
+    seen.push(("POST /v1/auth/refresh", s.refresh(&t.refresh).await));
+    seen.push(("GET /v1/nothing", get("/v1/nothing").await.unwrap()));
+    for (what, r) in &seen {
+        assert!(r.status().as_u16() < 500, "{what}: {}", r.status());
+        assert_eq!(
+            r.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what} ({})",
+            r.status()
+        );
+    }
+    assert!(seen.iter().filter(|(_, r)| r.status().is_success()).count() >= 11);
+    // Public documents keep their public lifetime.
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        let cc = r.headers()["cache-control"].to_str().unwrap().to_string();
+        assert!(cc.starts_with("public, max-age="), "{path}: {cc}");
+    }
+}
