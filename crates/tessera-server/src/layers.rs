@@ -1,10 +1,93 @@
-//! What wraps every request on its way in and out: `Cache-Control: no-store` on
-//! the API.
+//! What wraps every request on its way in and out: the request id, the access log,
+//! and `Cache-Control: no-store` on the API.
 
-use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use crate::protect::{IpNet, client_ip};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::trace::{MakeSpan, OnResponse};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id taken from a client; longer ones are replaced.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's `X-Request-Id` is kept: short, and only characters that
+/// cannot break a log line (letters, digits and `-_.:+/=`).
+pub fn acceptable_request_id(value: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b))
+}
+
+/// Drops an `X-Request-Id` that is repeated, too long or unsafe, so that the next
+/// layer generates one instead.
+pub async fn sanitize_request_id(mut req: Request) -> Request {
+    let mut ids = req.headers().get_all(X_REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => acceptable_request_id(id.as_bytes()),
+        (None, _) => true,
+        _ => false,
+    };
+    if !keep {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
+}
+
+/// The span every request runs in: its method, request id and client address, and
+/// the matched route once routing has found it (recorded by `metrics::track`).
+/// Everything logged while the request runs carries these fields. Never the path,
+/// query or headers: they may hold tokens.
+#[derive(Clone)]
+pub struct RequestSpan {
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
+        let id = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let client = client_ip(peer, req.headers(), &self.trusted_proxies)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            route = tracing::field::Empty,
+            request_id = %id,
+            client = %client,
+        )
+    }
+}
+
+/// The one access-log line per request, when its response starts: status and
+/// latency, inside the request's span.
+#[derive(Clone, Copy)]
+pub struct AccessLine;
+
+impl<B> OnResponse<B> for AccessLine {
+    fn on_response(self, res: &axum::http::Response<B>, latency: Duration, _: &tracing::Span) {
+        tracing::info!(
+            target: "tessera_server::access",
+            status = res.status().as_u16(),
+            latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3,
+            "request"
+        );
+    }
+}
 
 /// Every answer of the JSON API and the OAuth endpoints may carry personal data or
 /// tokens: unless the handler chose a `Cache-Control`, it is `no-store`.
@@ -17,4 +100,25 @@ pub async fn no_store(req: Request, next: Next) -> Response {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        for ok in [
+            "abc",
+            "0192f0c4-7b5e-7c3a-9d2e-1f4a5b6c7d8e",
+            "trace:1/2+3=4_5.6",
+        ] {
+            assert!(acceptable_request_id(ok.as_bytes()), "{ok}");
+        }
+        let long = "a".repeat(MAX_REQUEST_ID + 1);
+        for bad in ["", "a b", "a\"b", "a\nb", "ü", "{}", long.as_str()] {
+            assert!(!acceptable_request_id(bad.as_bytes()), "{bad:?}");
+        }
+        assert!(acceptable_request_id(&long.as_bytes()[1..]));
+    }
 }

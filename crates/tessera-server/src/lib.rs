@@ -17,6 +17,8 @@ use axum::extract::DefaultBodyLimit;
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_app::App;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 pub use cookies::{CookieNames, parse_origin};
 pub use error::{ApiError, ApiResult};
@@ -63,13 +65,25 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application. From the outside in: the request deadline (503),
-/// header and announced-body limits (431, 413), the body-read timeout (408), the
-/// body limit, `no-store` on the API, then the routes (timed by `metrics::track`).
+/// The whole HTTP application. From the outside in: request id (a client's, if
+/// short and plain, else a new one; echoed on the response), the request's span and
+/// access-log line, the request deadline (503), header and announced-body limits
+/// (431, 413), the body-read timeout (408), the body limit, `no-store` on the API,
+/// then the routes (timed by `metrics::track`).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.body_limit;
     let timeout = state.http.request_timeout;
     let body_timeout = state.http.body_read_timeout;
+    let span = layers::RequestSpan {
+        trusted_proxies: state.http.trusted_proxies.clone().into(),
+    };
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(span)
+        .on_request(())
+        .on_response(layers::AccessLine)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -87,6 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             deadline(timeout, req, next)
         }))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(layers::sanitize_request_id))
 }
 
 /// A request that takes longer than `limit` is answered 503 `overloaded` (with

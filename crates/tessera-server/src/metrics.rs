@@ -16,6 +16,10 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
+    if let Some(r) = &route {
+        // The request's span (layers::RequestSpan) names its route from here on.
+        tracing::Span::current().record("route", tracing::field::display(r));
+    }
     // Label values must come from a fixed set: a client can send any method.
     let method = match *req.method() {
         Method::GET => "GET",

@@ -98,6 +98,17 @@ pub struct Config {
     // The HTTP edge as operators run it.
     /// How long a request body may stall before the request is answered 408.
     pub body_read_timeout: Span,
+    /// Log lines as `text` or `json` (one object per line).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -149,6 +160,7 @@ impl Default for Config {
             audit_retention: Span::from_secs(90 * 86_400),
             log: "info".into(),
             body_read_timeout: Span::from_secs(10),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -185,6 +197,8 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// The settings, checked and turned into the types the rest of the program uses.

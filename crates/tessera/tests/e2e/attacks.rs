@@ -1479,6 +1479,24 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // A token in the query string is not read, and not logged either.
+    let r = http
+        .get(format!("{base}/v1/me?access_token={}", a2.access))
+        .header("x-request-id", "req-secrets-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["x-request-id"], "req-secrets-1");
+    seen_bodies += &r.text().await.unwrap();
+    // A token in the path of an unknown endpoint neither.
+    let r = http
+        .get(format!("{base}/v1/tokens/{}", a2.refresh))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    seen_bodies += &r.text().await.unwrap();
     // A token two rotations old: reuse, the session is revoked.
     let r = post("/v1/auth/refresh", json!({"refresh_token": a.refresh}))
         .await
@@ -1561,6 +1579,21 @@ async fn secrets_never_reach_the_logs() {
     assert!(
         log.contains("refresh token reuse"),
         "the reuse was logged: {log}"
+    );
+    // One access line per request, with the request's id and route.
+    assert!(
+        log.lines().any(|l| l.contains("tessera_server::access")
+            && l.contains("request_id=req-secrets-1")
+            && l.contains("route=/v1/me")
+            && l.contains("status=401")),
+        "no access line for the request: {log}"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("tessera_server::access"))
+            .count()
+            >= 15,
+        "{log}"
     );
     for t in [&a, &a1, &a2, &b] {
         tokens.push(t.access.clone());
