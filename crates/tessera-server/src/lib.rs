@@ -14,6 +14,7 @@ mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_app::App;
@@ -24,6 +25,17 @@ pub use cookies::{CookieNames, parse_origin};
 pub use error::{ApiError, ApiResult};
 pub use protect::IpNet;
 pub use url::Origin;
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExposure {
+    /// On the main listener, next to the API.
+    Main,
+    /// Only on a listener of its own (the main listener answers 404).
+    Separate(SocketAddr),
+    /// Nowhere.
+    Off,
+}
 
 /// What only the HTTP edge needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -38,6 +50,7 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// How long a request body may stall before the request is answered 408.
     pub body_read_timeout: Duration,
+    pub metrics: MetricsExposure,
 }
 
 /// The application plus what the HTTP edge adds to it. Handlers reach the use
@@ -89,6 +102,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             metrics::track,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::only_where_configured,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(layers::no_store))
         .layer(DefaultBodyLimit::max(limit))
@@ -105,6 +122,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::map_request(layers::sanitize_request_id))
+}
+
+/// The router of a separate metrics listener (`metrics_listen`): `/metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    let timeout = state.http.request_timeout;
+    metrics::router()
+        .with_state(state)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(move |req, next| {
+            deadline(timeout, req, next)
+        }))
 }
 
 /// A request that takes longer than `limit` is answered 503 `overloaded` (with

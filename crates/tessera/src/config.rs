@@ -100,6 +100,10 @@ pub struct Config {
     pub body_read_timeout: Span,
     /// Log lines as `text` or `json` (one object per line).
     pub log_format: LogFormat,
+    /// Where `/metrics` is served: unset, on the main listener; an address, on a
+    /// listener of its own (and not on the main one); `off`, nowhere.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub metrics_listen: Option<String>,
 }
 
 /// How log lines are written.
@@ -161,6 +165,7 @@ impl Default for Config {
             log: "info".into(),
             body_read_timeout: Span::from_secs(10),
             log_format: LogFormat::Text,
+            metrics_listen: None,
         }
     }
 }
@@ -391,6 +396,18 @@ impl Config {
             .chain(std::iter::once(Ok(own_origin)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("trusted_origins (TESSERA_TRUSTED_ORIGINS)", &e))?;
+        let metrics = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => tessera_server::MetricsExposure::Main,
+            Some("off") => tessera_server::MetricsExposure::Off,
+            Some(addr) => {
+                tessera_server::MetricsExposure::Separate(addr.parse().map_err(|_| {
+                    bad(
+                        "metrics_listen (TESSERA_METRICS_LISTEN)",
+                        "an address such as 127.0.0.1:9090, or off",
+                    )
+                })?)
+            }
+        };
         positive("body_read_timeout", self.body_read_timeout)?;
         let trusted_proxies = self
             .trusted_proxies
@@ -441,6 +458,7 @@ impl Config {
                 request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 trusted_proxies,
                 body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout.secs()),
+                metrics,
             },
             hash,
             database_url,

@@ -1,4 +1,5 @@
-//! Operations: Prometheus metrics, request ids and the access log.
+//! Operations: Prometheus metrics, where they are served, request ids and the
+//! access log.
 
 use crate::support::*;
 use reqwest::StatusCode;
@@ -101,6 +102,67 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     assert!(!m.contains("XMETHOD"), "{m}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_a_listener_of_their_own_or_off() {
+    let s = TestServer::start_with(|c| c.metrics_listen = Some("127.0.0.1:0".into())).await;
+    let at = s
+        .running
+        .as_ref()
+        .unwrap()
+        .metrics_addr
+        .expect("a metrics listener");
+    assert_ne!(at, s.running.as_ref().unwrap().addr);
+    s.user("scraped").await;
+    // The main listener does not answer /metrics any more.
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    // The metrics listener does, and nothing else.
+    let r = s
+        .http
+        .get(format!("http://{at}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let m = r.text().await.unwrap();
+    assert_eq!(
+        value(&m, "tessera_logins_total{result=\"ok\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    for path in ["/v1/me", "/healthz", "/openapi.json", "/"] {
+        let r = s
+            .http
+            .get(format!("http://{at}{path}"))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let banner = &s.running.as_ref().unwrap().banner;
+    assert!(
+        banner.contains(&format!("metrics:   http://{at}/metrics")),
+        "{banner}"
+    );
+    // Stopping the server stops the metrics listener too.
+    let mut s = s;
+    s.running.take().unwrap().stop().await.unwrap();
+    assert!(tokio::net::TcpStream::connect(at).await.is_err());
+
+    let off = TestServer::start_with(|c| c.metrics_listen = Some("off".into())).await;
+    assert!(off.running.as_ref().unwrap().metrics_addr.is_none());
+    let r = off.http.get(off.url("/metrics")).send().await.unwrap();
+    expect_error(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    for bad in ["nowhere", "127.0.0.1", "9090", "on"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        cfg.metrics_listen = Some(bad.into());
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("metrics_listen"), "{bad}: {e}");
+    }
+}
+
 /// Starts the binary with `env` and flags `args` after `serve --listen 127.0.0.1:0`;
 /// returns the child, its base URL and the file its log goes to.
 fn serve_binary(
@@ -138,7 +200,13 @@ fn serve_binary(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_and_json_access_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base, log_path) = serve_binary(dir.path(), &[], &["--log-format", "json"]);
+    let metrics_port = free_port();
+    let metrics_at = format!("127.0.0.1:{metrics_port}");
+    let (mut child, base, log_path) = serve_binary(
+        dir.path(),
+        &[("TESSERA_METRICS_LISTEN", metrics_at.as_str())],
+        &["--log-format", "json"],
+    );
     let http = reqwest::Client::new();
     // A plain id is kept and echoed; a bad one is replaced by a fresh one.
     let r = http
@@ -196,7 +264,14 @@ async fn request_ids_and_json_access_lines() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.headers()["x-request-id"], "too-big-1");
-    let r = http.get(format!("{base}/v1/nothing")).send().await.unwrap();
+    // The metrics listener named by the environment serves; the main one does not.
+    let r = http
+        .get(format!("http://{metrics_at}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     child.kill().unwrap();
@@ -211,7 +286,7 @@ async fn request_ids_and_json_access_lines() {
         .iter()
         .filter(|l| l["target"] == "tessera_server::access")
         .collect();
-    // Exactly one line per request.
+    // Exactly one line per request on the main listener (scrapes are not logged).
     assert_eq!(access.len(), 9, "{log}");
     let find = |id: &str| -> &Value {
         let found: Vec<_> = access
@@ -239,7 +314,7 @@ async fn request_ids_and_json_access_lines() {
     let unmatched = access
         .iter()
         .find(|l| l["status"] == 404)
-        .expect("the unknown path");
+        .expect("the refused scrape");
     assert!(unmatched["span"].get("route").is_none(), "{unmatched}");
     // Nothing a client sent in a body or a path is in the log.
     assert!(
@@ -249,7 +324,7 @@ async fn request_ids_and_json_access_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_format_and_edge_settings_are_checked() {
+async fn log_format_and_metrics_listen_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     // The flag takes text or json only: a usage error.
     let out = tessera()
@@ -261,6 +336,7 @@ async fn log_format_and_edge_settings_are_checked() {
     // The environment and the file name the setting when wrong.
     for (k, v, setting) in [
         ("TESSERA_LOG_FORMAT", "yaml", "log_format"),
+        ("TESSERA_METRICS_LISTEN", "everywhere", "metrics_listen"),
         (
             "TESSERA_TRUSTED_ORIGINS",
             "localhost:3000",
@@ -282,9 +358,11 @@ async fn log_format_and_edge_settings_are_checked() {
     let out = tessera()
         .args(["config", "show"])
         .env("TESSERA_LOG_FORMAT", "json")
+        .env("TESSERA_METRICS_LISTEN", "off")
         .current_dir(dir.path())
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("log_format = \"json\""), "{shown}");
+    assert!(shown.contains("metrics_listen = \"off\""), "{shown}");
 }
