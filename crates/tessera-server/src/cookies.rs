@@ -130,6 +130,15 @@ fn request_origin(headers: &HeaderMap) -> Option<Option<Origin>> {
     Some(first.to_str().ok().and_then(|o| parse_origin(o).ok()))
 }
 
+/// The origin of the request, when it carries exactly one `Origin` header and that
+/// origin is one of `allowed` (scheme, host and port all equal).
+pub fn allowed_origin<'a>(headers: &'a HeaderMap, allowed: &[Origin]) -> Option<&'a HeaderValue> {
+    match request_origin(headers) {
+        Some(Some(o)) if allowed.contains(&o) => headers.get(header::ORIGIN),
+        _ => None,
+    }
+}
+
 /// A cookie-authenticated state change must come from a trusted origin (the
 /// issuer's own or a configured one; scheme, host and port compared). Browsers say
 /// where a request comes from (`Origin`, `Sec-Fetch-Site`); a request with neither

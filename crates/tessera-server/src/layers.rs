@@ -1,15 +1,19 @@
 //! What wraps every request on its way in and out: the request id, the access log,
-//! and `Cache-Control: no-store` on the API.
+//! CORS for the trusted origins, and `Cache-Control: no-store` on the API.
 
+use crate::cookies;
 use crate::protect::{IpNet, client_ip};
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tower::{Layer, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{MakeSpan, OnResponse};
+use url::Origin;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -86,6 +90,49 @@ impl<B> OnResponse<B> for AccessLine {
             latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3,
             "request"
         );
+    }
+}
+
+/// CORS for the configured trusted origins (the issuer's own origin needs none).
+/// Requests from any other origin pass through without a single CORS header, so
+/// browsers keep their same-origin rule for them.
+pub struct Cors {
+    origins: Vec<Origin>,
+    layer: CorsLayer,
+}
+
+/// How long a browser may cache a preflight answer.
+pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+impl Cors {
+    pub fn new(origins: Vec<Origin>) -> Self {
+        let values = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(&o.ascii_serialization()).ok());
+        let layer = CorsLayer::new()
+            .allow_origin(AllowOrigin::list(values))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, X_REQUEST_ID])
+            .expose_headers([X_REQUEST_ID, header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .max_age(CORS_MAX_AGE);
+        Self { origins, layer }
+    }
+}
+
+pub async fn cors(cors: Arc<Cors>, req: Request, next: Next) -> Response {
+    if cookies::allowed_origin(req.headers(), &cors.origins).is_none() {
+        let mut res = next.run(req).await;
+        if !cors.origins.is_empty() {
+            // The answer differs by origin: shared caches must keep them apart.
+            res.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("origin"));
+        }
+        return res;
+    }
+    match cors.layer.layer(next).oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
     }
 }
 

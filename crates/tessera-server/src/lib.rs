@@ -42,7 +42,7 @@ pub enum MetricsExposure {
 pub struct HttpSettings {
     pub cookie_secure: bool,
     /// Origins allowed to make cookie-authenticated writes: the issuer's own and the
-    /// configured ones.
+    /// configured ones. The configured ones also get CORS.
     pub trusted_origins: Vec<Origin>,
     pub body_limit: usize,
     pub request_timeout: Duration,
@@ -76,17 +76,31 @@ impl AppState {
         );
         Arc::new(Self { app, http, cookies })
     }
+
+    /// The trusted origins other than the issuer's own: those that get CORS.
+    pub fn cors_origins(&self) -> Vec<Origin> {
+        let own = url::Url::parse(&self.settings.issuer)
+            .ok()
+            .map(|u| u.origin());
+        self.http
+            .trusted_origins
+            .iter()
+            .filter(|o| Some(*o) != own.as_ref())
+            .cloned()
+            .collect()
+    }
 }
 
 /// The whole HTTP application. From the outside in: request id (a client's, if
 /// short and plain, else a new one; echoed on the response), the request's span and
-/// access-log line, the request deadline (503), header and announced-body limits
-/// (431, 413), the body-read timeout (408), the body limit, `no-store` on the API,
-/// then the routes (timed by `metrics::track`).
+/// access-log line, CORS for trusted origins, the request deadline (503), header and
+/// announced-body limits (431, 413), the body-read timeout (408), the body limit,
+/// `no-store` on the API, then the routes (timed by `metrics::track`).
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.body_limit;
     let timeout = state.http.request_timeout;
     let body_timeout = state.http.body_read_timeout;
+    let cors = Arc::new(layers::Cors::new(state.cors_origins()));
     let span = layers::RequestSpan {
         trusted_proxies: state.http.trusted_proxies.clone().into(),
     };
@@ -117,6 +131,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         }))
         .layer(axum::middleware::from_fn(move |req, next| {
             deadline(timeout, req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            layers::cors(cors.clone(), req, next)
         }))
         .layer(trace)
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -1626,6 +1626,143 @@ async fn secrets_never_reach_the_logs() {
     }
 }
 
+/// The `access-control-*` headers of an answer, by name.
+fn cors_headers(r: &reqwest::Response) -> Vec<(String, String)> {
+    r.headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("access-control-"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_trusted_origins() {
+    let spa = "http://localhost:3000";
+    let s = TestServer::start_with(|c| {
+        c.trusted_origins = Some(format!("{spa}, https://admin.example.com"));
+        c.issuer = Some("https://id.example.com/tenant".into());
+    })
+    .await;
+    let t = s.user("cora").await;
+    // The issuer's own origin is trusted for cookie writes but needs no CORS.
+    let issuer = "https://id.example.com";
+    // A preflight from the single-page app: allowed, with credentials, exactly the
+    // methods and headers the API uses, cached for a while.
+    for (path, method, headers) in [
+        ("/v1/auth/login", "POST", "content-type"),
+        (
+            "/v1/me",
+            "PATCH",
+            "authorization, content-type, x-request-id",
+        ),
+        ("/v1/me/sessions/0192", "DELETE", "authorization"),
+        ("/oauth/token", "POST", "authorization"),
+    ] {
+        let r = s
+            .http
+            .request(reqwest::Method::OPTIONS, s.url(path))
+            .header("origin", spa)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], spa);
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        let methods = h["access-control-allow-methods"].to_str().unwrap();
+        assert_eq!(methods, "GET,POST,PATCH,DELETE", "{path}");
+        let allowed = h["access-control-allow-headers"].to_str().unwrap();
+        assert_eq!(allowed, "content-type,authorization,x-request-id");
+        assert_eq!(h["access-control-max-age"], "600");
+        assert!(
+            h.get_all("vary")
+                .iter()
+                .any(|v| v.to_str().unwrap().contains("origin")),
+            "{h:?}"
+        );
+    }
+    // The app's real requests: readable, with the headers a client needs exposed.
+    let r = s
+        .http
+        .get(s.url("/v1/me"))
+        .header("origin", spa)
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["access-control-allow-origin"], spa);
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for h in ["x-request-id", "www-authenticate", "retry-after"] {
+        assert!(exposed.contains(h), "{exposed}");
+    }
+    let r = s
+        .http
+        .get(s.url("/v1/me"))
+        .header("origin", "https://admin.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://admin.example.com",
+        "errors are readable too"
+    );
+    // Everyone else: no CORS header at all, on preflights, answers and errors.
+    let other_port = "http://localhost:3001";
+    let other_scheme = "https://localhost:3000";
+    for origin in [
+        vec!["https://evil.example"],
+        vec![other_port],
+        vec![other_scheme],
+        vec!["null"],
+        vec![issuer],
+        vec![spa, "https://evil.example"],
+        vec![spa, spa],
+    ] {
+        for (method, path) in [
+            ("OPTIONS", "/v1/auth/login"),
+            ("OPTIONS", "/v1/me"),
+            ("GET", "/v1/me"),
+            ("POST", "/v1/auth/refresh"),
+        ] {
+            let mut req = s
+                .http
+                .request(method.parse().unwrap(), s.url(path))
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .bearer_auth(&t.access);
+            for o in &origin {
+                req = req.header("origin", *o);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(cors_headers(&r), vec![], "{method} {path} from {origin:?}");
+            if method == "OPTIONS" {
+                expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+            }
+        }
+    }
+    // Without trusted origins there is no CORS at all.
+    let plain = TestServer::start().await;
+    let r = plain
+        .http
+        .request(reqwest::Method::OPTIONS, plain.url("/v1/auth/login"))
+        .header("origin", spa)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cors_headers(&r), vec![]);
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_answers_are_never_cached() {
     let s = TestServer::start().await;
