@@ -1,6 +1,11 @@
-//! Token cookies (SPEC §5.1) and the CSRF check for cookie-authenticated writes.
+//! Token cookies (docs/contract.md §5.1) and the CSRF check for cookie-authenticated
+//! writes. Cookies are written and read with the `cookie` crate, origins compared
+//! with the `url` crate.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use cookie::time::Duration;
+use cookie::{Cookie, SameSite};
+use url::{Origin, Url};
 
 /// Cookie names, prefixed `__Host-`/`__Secure-` when the issuer is https.
 #[derive(Debug, Clone)]
@@ -27,54 +32,45 @@ impl CookieNames {
         }
     }
 
-    fn attrs(&self) -> &'static str {
-        if self.secure {
-            "; HttpOnly; Secure"
-        } else {
-            "; HttpOnly"
-        }
+    /// The access cookie: every path; from other sites only on top-level navigations.
+    fn access_cookie<'a>(&'a self, token: &'a str, max_age: i64) -> Cookie<'a> {
+        Cookie::build((self.access.as_str(), token))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(Duration::seconds(max_age.max(0)))
+            .build()
+    }
+
+    /// The refresh cookie: only the auth endpoints, never cross-site.
+    fn refresh_cookie<'a>(&'a self, token: &'a str, max_age: i64) -> Cookie<'a> {
+        Cookie::build((self.refresh.as_str(), token))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Strict)
+            .path(REFRESH_COOKIE_PATH)
+            .max_age(Duration::seconds(max_age.max(0)))
+            .build()
     }
 
     pub fn set_access(&self, headers: &mut HeaderMap, token: &str, max_age: i64) {
-        let v = format!(
-            "{}={token}; Max-Age={max_age}; Path=/{}; SameSite=Lax",
-            self.access,
-            self.attrs()
-        );
-        append(headers, v);
+        append(headers, &self.access_cookie(token, max_age));
     }
 
     pub fn set_refresh(&self, headers: &mut HeaderMap, token: &str, max_age: i64) {
-        let v = format!(
-            "{}={token}; Max-Age={max_age}; Path={REFRESH_COOKIE_PATH}{}; SameSite=Strict",
-            self.refresh,
-            self.attrs()
-        );
-        append(headers, v);
+        append(headers, &self.refresh_cookie(token, max_age));
     }
 
+    /// Clears both cookies (same names, paths and attributes, empty, `Max-Age=0`).
     pub fn clear(&self, headers: &mut HeaderMap) {
-        append(
-            headers,
-            format!(
-                "{}=; Max-Age=0; Path=/{}; SameSite=Lax",
-                self.access,
-                self.attrs()
-            ),
-        );
-        append(
-            headers,
-            format!(
-                "{}=; Max-Age=0; Path={REFRESH_COOKIE_PATH}{}; SameSite=Strict",
-                self.refresh,
-                self.attrs()
-            ),
-        );
+        append(headers, &self.access_cookie("", 0));
+        append(headers, &self.refresh_cookie("", 0));
     }
 }
 
-fn append(headers: &mut HeaderMap, v: String) {
-    if let Ok(v) = HeaderValue::from_str(&v) {
+fn append(headers: &mut HeaderMap, cookie: &Cookie<'_>) {
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
         headers.append(header::SET_COOKIE, v);
     }
 }
@@ -87,37 +83,69 @@ pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'));
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|c| c.name() == name);
     let first = found.next()?;
-    if found.next().is_some() || first.is_empty() {
+    if found.next().is_some() {
         return None;
     }
-    Some(first)
+    // The value as a slice of the header, without the optional double quotes.
+    let raw = first.value_raw()?;
+    let value = raw
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(raw);
+    (!value.is_empty()).then_some(value)
 }
 
-/// A cookie-authenticated state change must come from our own origin. Browsers
-/// say where a request comes from (`Origin`, `Sec-Fetch-Site`); a request with
-/// neither is not from a browser and cannot be a cross-site forgery.
-pub fn same_origin(headers: &HeaderMap, trusted_origins: &[String]) -> bool {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let Ok(origin) = origin.to_str() else {
-            return false;
-        };
-        if origin == "null" {
-            return false;
-        }
-        if trusted_origins
-            .iter()
-            .any(|o| o.eq_ignore_ascii_case(origin))
-        {
-            return true;
-        }
-        let authority = origin.split_once("://").map(|(_, rest)| rest);
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+/// Parses a configured origin (`https://app.example.com`, `http://localhost:3000`):
+/// a scheme, a host and an optional port, nothing else.
+pub fn parse_origin(raw: &str) -> Result<Origin, String> {
+    let bad = || {
+        format!("`{raw}` is not an origin such as https://app.example.com or http://localhost:3000")
+    };
+    let url = Url::parse(raw.trim().trim_end_matches('/')).map_err(|_| bad())?;
+    let plain = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.path() == "/";
+    let origin = url.origin();
+    if !plain || !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err(bad());
+    }
+    Ok(origin)
+}
+
+/// The origin a request's one `Origin` header names. `None` without the header;
+/// `Some(None)` when it cannot be an origin we trust: repeated, `null`, not a
+/// plain `scheme://host[:port]`.
+fn request_origin(headers: &HeaderMap) -> Option<Option<Origin>> {
+    let mut all = headers.get_all(header::ORIGIN).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some(None);
+    }
+    Some(first.to_str().ok().and_then(|o| parse_origin(o).ok()))
+}
+
+/// The origin of the request, when it carries exactly one `Origin` header and that
+/// origin is one of `allowed` (scheme, host and port all equal).
+pub fn allowed_origin<'a>(headers: &'a HeaderMap, allowed: &[Origin]) -> Option<&'a HeaderValue> {
+    match request_origin(headers) {
+        Some(Some(o)) if allowed.contains(&o) => headers.get(header::ORIGIN),
+        _ => None,
+    }
+}
+
+/// A cookie-authenticated state change must come from a trusted origin (the
+/// issuer's own or a configured one; scheme, host and port compared). Browsers say
+/// where a request comes from (`Origin`, `Sec-Fetch-Site`); a request with neither
+/// is not from a browser and cannot be a cross-site forgery.
+pub fn same_origin(headers: &HeaderMap, trusted_origins: &[Origin]) -> bool {
+    if let Some(origin) = request_origin(headers) {
+        return origin.is_some_and(|o| trusted_origins.contains(&o));
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
@@ -137,12 +165,20 @@ mod tests {
         m
     }
 
+    fn origins(list: &[&str]) -> Vec<Origin> {
+        list.iter().map(|o| parse_origin(o).unwrap()).collect()
+    }
+
     #[test]
     fn csrf_rules() {
-        let trusted = vec!["https://app.example".to_string()];
+        let trusted = origins(&["https://app.example", "http://127.0.0.1:8080"]);
         assert!(same_origin(&h(&[]), &trusted));
         assert!(same_origin(
             &h(&[("origin", "https://app.example")]),
+            &trusted
+        ));
+        assert!(same_origin(
+            &h(&[("origin", "https://app.example:443")]),
             &trusted
         ));
         assert!(same_origin(
@@ -152,14 +188,36 @@ mod tests {
             ]),
             &trusted
         ));
+        // Only the full origin counts: another scheme or port on a trusted host is
+        // another origin, whatever the Host header says.
+        for other in [
+            "http://app.example",
+            "https://app.example:8443",
+            "https://127.0.0.1:8080",
+            "http://127.0.0.1:8081",
+            "https://evil.example",
+            "http://127.0.0.1:8080@evil.example",
+            "https://app.example.evil.example",
+            "https://app.example/path",
+            "null",
+            "",
+        ] {
+            assert!(
+                !same_origin(
+                    &h(&[("origin", other), ("host", "127.0.0.1:8080")]),
+                    &trusted
+                ),
+                "{other}"
+            );
+        }
+        // Two Origin headers: refused, even when both are trusted.
         assert!(!same_origin(
             &h(&[
-                ("origin", "https://evil.example"),
-                ("host", "127.0.0.1:8080")
+                ("origin", "https://app.example"),
+                ("origin", "https://app.example")
             ]),
             &trusted
         ));
-        assert!(!same_origin(&h(&[("origin", "null")]), &trusted));
         assert!(!same_origin(
             &h(&[("sec-fetch-site", "cross-site")]),
             &trusted
@@ -175,11 +233,70 @@ mod tests {
     }
 
     #[test]
+    fn configured_origins_are_plain_origins() {
+        assert!(parse_origin("http://localhost:3000").is_ok());
+        assert!(parse_origin("https://app.example.com/").is_ok());
+        for bad in [
+            "localhost:3000",
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://u:p@app.example.com",
+            "https://app.example.com?x=1",
+            "ftp://app.example.com",
+            "null",
+            "",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn reads_cookies() {
         let m = h(&[("cookie", "a=1; tessera_rt=tok; b=2")]);
         assert_eq!(read(&m, "tessera_rt"), Some("tok"));
         assert_eq!(read(&m, "tessera_at"), None);
+        let quoted = h(&[("cookie", "tessera_rt=\"tok\"")]);
+        assert_eq!(read(&quoted, "tessera_rt"), Some("tok"));
         let tossed = h(&[("cookie", "tessera_rt=mine; tessera_rt=planted")]);
         assert_eq!(read(&tossed, "tessera_rt"), None);
+        let split = h(&[("cookie", "tessera_rt=mine"), ("cookie", "tessera_rt=x")]);
+        assert_eq!(read(&split, "tessera_rt"), None);
+        let empty = h(&[("cookie", "tessera_rt=; a=1")]);
+        assert_eq!(read(&empty, "tessera_rt"), None);
+    }
+
+    #[test]
+    fn cookies_carry_their_attributes() {
+        let names = CookieNames::new(true, true);
+        let mut hm = HeaderMap::new();
+        names.set_access(&mut hm, "at", 900);
+        names.set_refresh(&mut hm, "rt", 60);
+        names.clear(&mut hm);
+        let set: Vec<String> = hm
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| {
+                let mut parts: Vec<&str> = v.to_str().unwrap().split("; ").collect();
+                parts[1..].sort();
+                parts.join("; ")
+            })
+            .collect();
+        assert_eq!(
+            set,
+            [
+                "__Host-tessera_at=at; HttpOnly; Max-Age=900; Path=/; SameSite=Lax; Secure",
+                "__Secure-tessera_rt=rt; HttpOnly; Max-Age=60; Path=/v1/auth; SameSite=Strict; Secure",
+                "__Host-tessera_at=; HttpOnly; Max-Age=0; Path=/; SameSite=Lax; Secure",
+                "__Secure-tessera_rt=; HttpOnly; Max-Age=0; Path=/v1/auth; SameSite=Strict; Secure",
+            ]
+        );
+        let plain = CookieNames::new(false, false);
+        let mut hm = HeaderMap::new();
+        plain.set_access(&mut hm, "at", 5);
+        let v = hm[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            v.starts_with("tessera_at=at;") && !v.contains("Secure"),
+            "{v}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP side of the metrics: a route layer that times every request, and the
-//! `/metrics` endpoint. The registry itself is `tessera_app::metrics`.
+//! `/metrics` endpoint, on the main listener or one of its own (`metrics_listen`).
+//! The registry itself is `tessera_app::metrics`.
 
-use crate::AppState;
+use crate::{AppState, MetricsExposure};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
@@ -16,6 +17,10 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
+    if let Some(r) = &route {
+        // The request's span (layers::RequestSpan) names its route from here on.
+        tracing::Span::current().record("route", tracing::field::display(r));
+    }
     // Label values must come from a fixed set: a client can send any method.
     let method = match *req.method() {
         Method::GET => "GET",
@@ -67,4 +72,29 @@ pub async fn render(State(state): State<Arc<AppState>>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     res
+}
+
+/// On the main listener `/metrics` exists only when no other place is configured
+/// for it: with `metrics_listen` set to an address or `off` it answers 404 here.
+pub async fn only_where_configured(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let is_metrics = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| p.as_str() == "/metrics");
+    if is_metrics && state.http.metrics != MetricsExposure::Main {
+        return crate::error::ApiError::not_found("no such endpoint").into_response();
+    }
+    next.run(req).await
+}
+
+/// `/metrics` alone, for a listener of its own.
+pub fn router() -> axum::Router<Arc<AppState>> {
+    let (router, _) = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(render))
+        .split_for_parts();
+    router
 }

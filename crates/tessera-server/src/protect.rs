@@ -1,45 +1,34 @@
 //! What the HTTP edge protects before any use case runs: the client address
-//! (`X-Forwarded-For` believed only from trusted proxies) and the header and
-//! announced-body size checks. The throttle limits themselves live in
+//! (`X-Forwarded-For` believed only from trusted proxies), the header and
+//! announced-body size checks, and the body-read timeout. The throttle limits themselves live in
 //! `tessera_app::throttle`.
 
 use crate::error::ApiError;
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
 
 /// Requests whose headers (names and values) add up to more are refused with 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// An address range such as `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or /128.
+/// An address range such as `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or
+/// /128. Matching is `ipnet`'s; IPv4-mapped IPv6 clients match IPv4 ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -47,23 +36,24 @@ impl FromStr for IpNet {
     type Err = String;
     fn from_str(raw: &str) -> Result<Self, String> {
         let err = || format!("`{raw}` is not an IP address or a CIDR range such as 10.0.0.0/8");
-        let (addr, prefix) = match raw.trim().split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (raw.trim(), None),
+        let raw = raw.trim();
+        let net = match raw.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => ipnet::IpNet::from(raw.parse::<IpAddr>().map_err(|_| err())?),
         };
-        let addr = addr.parse::<IpAddr>().map_err(|_| err())?.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
-            None => max,
-        };
-        Ok(IpNet { addr, prefix })
+        // A mapped IPv4 address given as IPv6 means the IPv4 address.
+        Ok(IpNet(match net.addr().to_canonical() {
+            IpAddr::V4(v4) if net.addr().is_ipv6() && net.prefix_len() >= 96 => {
+                ipnet::IpNet::new(IpAddr::V4(v4), net.prefix_len() - 96).map_err(|_| err())?
+            }
+            _ => net,
+        }))
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -124,9 +114,10 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
 }
 
 /// Refuses a request whose headers are larger than [`MAX_HEADER_BYTES`] (431), and
-/// one that waits for `100 Continue` before sending a body over `body_limit` (413,
-/// so the body is never sent). Other bodies are cut at the limit as they are read:
-/// answering before reading them would reset connections that are still sending.
+/// one that announces a body over `body_limit` (413) at once, before any of the body
+/// is read: a client announcing a huge body and sending it slowly, or not at all,
+/// holds nothing. Bodies without a length (chunked) are cut at the limit as they are
+/// read. The connection is closed after the 413: the body it announced is not read.
 pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Response {
     let size: usize = req
         .headers()
@@ -141,18 +132,50 @@ pub async fn limit_request(body_limit: usize, req: Request, next: Next) -> Respo
         )
         .into_response();
     }
-    let h = req.headers();
-    let waits = h
-        .get(axum::http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let announced = h
-        .get(axum::http::header::CONTENT_LENGTH)
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if waits && announced.is_some_and(|n| n > body_limit as u64) {
-        return ApiError::payload_too_large().into_response();
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > body_limit as u64) {
+        let mut res = ApiError::payload_too_large().into_response();
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
     }
     next.run(req).await
+}
+
+/// A client that stops sending the body it announced is answered 408
+/// `request_timeout` once no part of the body has arrived for `limit` (tower-http's
+/// `TimeoutBody` notices; the handler's own error for the broken body is replaced).
+pub async fn body_read_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    if HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let seen = stalled.clone();
+    let req = req.map(|body| {
+        Body::new(TimeoutBody::new(limit, body).map_err(move |e| {
+            if e.is::<TimeoutError>() {
+                seen.store(true, Ordering::Relaxed);
+            }
+            e
+        }))
+    });
+    let res = next.run(req).await;
+    if !stalled.load(Ordering::Relaxed) {
+        return res;
+    }
+    let mut res = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 #[cfg(test)]
@@ -190,6 +213,15 @@ mod tests {
         assert!(!one.contains("fd00::2".parse().unwrap()));
         let v6: IpNet = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fdff::9".parse().unwrap()));
+        // An IPv4 range written as mapped IPv6 is that IPv4 range.
+        let mapped: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains("10.9.8.7".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert_eq!(
+            " 10.1.2.3 ".parse::<IpNet>().unwrap().to_string(),
+            "10.1.2.3/32"
+        );
         for bad in [
             "",
             "10.0.0.0/33",

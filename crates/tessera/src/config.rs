@@ -95,6 +95,15 @@ pub struct Config {
     /// How long audit events (and ended sessions) are kept before pruning.
     pub audit_retention: Span,
     pub log: String,
+    // The HTTP edge as operators run it.
+    /// How long a request body may stall before the request is answered 408.
+    pub body_read_timeout: Span,
+    /// Log lines as `text` or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// Where `/metrics` is served: unset, on the main listener; an address, on a
+    /// listener of its own (and not on the main one); `off`, nowhere.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub metrics_listen: Option<String>,
     /// Where the values came from; not a setting.
     #[serde(skip)]
     pub sources: Sources,
@@ -107,6 +116,15 @@ pub struct Sources {
     pub files: Vec<PathBuf>,
     /// Variables that look like settings but name none (`TESSERA_LISTN`).
     pub warnings: Vec<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -158,6 +176,9 @@ impl Default for Config {
             audit_retention: Span::from_secs(90 * 86_400),
             log: "info".into(),
             sources: Sources::default(),
+            body_read_timeout: Span::from_secs(10),
+            log_format: LogFormat::Text,
+            metrics_listen: None,
         }
     }
 }
@@ -194,6 +215,8 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// The settings, checked and turned into the types the rest of the program uses.
@@ -413,15 +436,32 @@ impl Config {
                 "a pool size of at least 1 and not below the minimum",
             ));
         }
+        let own_origin = tessera_server::parse_origin(&origin_of(&issuer))
+            .map_err(|_| bad("issuer", "must be an http:// or https:// URL"))?;
         let trusted_origins = self
             .trusted_origins
             .as_deref()
             .unwrap_or("")
             .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .map(str::trim)
             .filter(|s| !s.is_empty())
-            .chain(std::iter::once(origin_of(&issuer)))
-            .collect();
+            .map(tessera_server::parse_origin)
+            .chain(std::iter::once(Ok(own_origin)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("trusted_origins (TESSERA_TRUSTED_ORIGINS)", &e))?;
+        let metrics = match self.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => tessera_server::MetricsExposure::Main,
+            Some("off") => tessera_server::MetricsExposure::Off,
+            Some(addr) => {
+                tessera_server::MetricsExposure::Separate(addr.parse().map_err(|_| {
+                    bad(
+                        "metrics_listen (TESSERA_METRICS_LISTEN)",
+                        "an address such as 127.0.0.1:9090, or off",
+                    )
+                })?)
+            }
+        };
+        positive("body_read_timeout", self.body_read_timeout)?;
         let trusted_proxies = self
             .trusted_proxies
             .iter()
@@ -470,6 +510,8 @@ impl Config {
                 body_limit: self.body_limit,
                 request_timeout: std::time::Duration::from_secs(self.request_timeout.secs().max(1)),
                 trusted_proxies,
+                body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout.secs()),
+                metrics,
             },
             hash,
             database_url,
@@ -785,6 +827,34 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_origins_must_be_origins() {
+        let mut c = Config {
+            trusted_origins: Some("http://localhost:3000, https://app.example.com/".into()),
+            ..Config::default()
+        };
+        let v = c.validate().unwrap();
+        let shown: Vec<String> = v
+            .http
+            .trusted_origins
+            .iter()
+            .map(|o| o.ascii_serialization())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "http://localhost:3000",
+                "https://app.example.com",
+                "http://127.0.0.1:8080"
+            ]
+        );
+        for bad in ["localhost:3000", "https://app.example.com/login", "*"] {
+            c.trusted_origins = Some(bad.into());
+            let e = c.validate().unwrap_err();
+            assert!(e.contains("trusted_origins"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn origins_and_redaction() {

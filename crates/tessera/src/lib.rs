@@ -19,12 +19,19 @@ use tokio::sync::oneshot;
 /// A server started by [`start`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when `metrics_listen` names one.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     pub banner: String,
     shutdown: Option<oneshot::Sender<()>>,
     /// Periodic jobs (key reload, pruning); stopped with the server.
     background: Vec<tokio::task::JoinHandle<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The metrics listener, stopped with the server.
+    metrics: Option<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
     store: Arc<dyn Store>,
 }
 
@@ -32,6 +39,9 @@ impl Drop for Running {
     /// A server dropped without `stop` still stops accepting and ends its jobs.
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some((tx, _)) = self.metrics.take() {
             let _ = tx.send(());
         }
         for job in &self.background {
@@ -50,6 +60,10 @@ impl Running {
             job.abort();
         }
         let r = (&mut self.task).await.unwrap_or(Ok(()));
+        if let Some((tx, task)) = self.metrics.take() {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
         self.store.close().await;
         r
     }
@@ -369,8 +383,33 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let header_timeout = std::time::Duration::from_secs(cfg.header_read_timeout.secs().max(1));
+    let (metrics, metrics_addr, metrics_shown) = match v.http.metrics {
+        tessera_server::MetricsExposure::Main => (None, None, format!("http://{addr}/metrics")),
+        tessera_server::MetricsExposure::Off => (None, None, "off".into()),
+        tessera_server::MetricsExposure::Separate(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} (metrics_listen): {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            let (tx, rx) = oneshot::channel::<()>();
+            let task = tokio::spawn(tessera_server::serve(
+                listener,
+                tessera_server::metrics_router(state.clone()),
+                header_timeout,
+                async move {
+                    let _ = rx.await;
+                },
+            ));
+            (
+                Some((tx, task)),
+                Some(bound),
+                format!("http://{bound}/metrics"),
+            )
+        }
+    };
     let mut banner = format!(
-        "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database, sealed with the key from {sealed_with}",
+        "Tessera listening on http://{addr}\n  issuer:    {}\n  database:  {}\n  signing:   {signing}\n  secrets:   refresh-token secret from {secret_source}; signing keys in the database, sealed with the key from {sealed_with}\n  metrics:   {metrics_shown}",
         v.server.issuer,
         config::redact_url(&v.database_url)
     );
@@ -394,7 +433,6 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     }
     let (tx, rx) = oneshot::channel::<()>();
     let router = tessera_server::router(state.clone());
-    let header_timeout = std::time::Duration::from_secs(cfg.header_read_timeout.secs().max(1));
     let task = tokio::spawn(tessera_server::serve(
         listener,
         router,
@@ -420,6 +458,8 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
     ));
     Ok(Running {
         addr,
+        metrics_addr,
+        metrics,
         state,
         banner,
         shutdown: Some(tx),

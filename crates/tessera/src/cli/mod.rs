@@ -55,6 +55,9 @@ enum Command {
         /// Issuer URL put in tokens [env: TESSERA_ISSUER].
         #[arg(long, value_name = "URL")]
         issuer: Option<String>,
+        /// Log lines as text or JSON objects [env: TESSERA_LOG_FORMAT] [default: text].
+        #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -244,9 +247,15 @@ pub fn run() -> ExitCode {
         database_url: cli.database_url.clone(),
         ..Default::default()
     };
-    if let Command::Serve { listen, issuer } = &cli.command {
+    if let Command::Serve {
+        listen,
+        issuer,
+        log_format,
+    } = &cli.command
+    {
         flags.listen = listen.clone();
         flags.issuer = issuer.clone();
+        flags.log_format = log_format.clone();
     }
     let cfg = match Config::load(cli.config.as_deref(), &flags) {
         Ok(c) => c,
@@ -303,7 +312,7 @@ pub fn run() -> ExitCode {
                 Ok(f) => f,
                 Err(e) => return fail(e),
             };
-            init_logging(filter);
+            init_logging(filter, cfg.log_format);
             rt.block_on(serve(&cfg))
         }
     }
@@ -341,10 +350,21 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn init_logging(filter: tracing_subscriber::EnvFilter) {
-    tracing_subscriber::fmt()
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: crate::config::LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object per line: the event's fields at the top level, the
+        // request's (method, route, request id, client) under "span".
+        crate::config::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

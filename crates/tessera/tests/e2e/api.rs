@@ -661,7 +661,7 @@ async fn https_issuer_uses_prefixed_cookies() {
 async fn cookie_writes_need_same_origin_and_bearer_writes_do_not() {
     let s = TestServer::start().await;
     let t = s.user("oscar").await;
-    let host = s.base.trim_start_matches("http://").to_string();
+    let host = s.cfg.issuer().trim_start_matches("http://").to_string();
     let hostile = [
         vec![("origin", "https://evil.example".to_string())],
         vec![("origin", "null".to_string())],

@@ -1218,23 +1218,41 @@ async fn cookies_have_exactly_the_spec_attributes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_authenticated_writes_from_other_sites_are_refused() {
-    let s = TestServer::start().await;
+    // The issuer is the server's real address, so its origin is this page's own.
+    let port = free_port();
+    let s = TestServer::start_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.issuer = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
     let t = s.user("tess").await;
     let own = s.base.clone();
     let host = own.trim_start_matches("http://").to_string();
     let prefix_trick = format!("{own}.evil.example");
     let userinfo_trick = format!("http://{host}@evil.example");
-    // (Origin, Sec-Fetch-Site) of requests a browser sends from someone else's page.
-    let contexts: Vec<(Option<&str>, Option<&str>)> = vec![
-        (Some("https://evil.example"), None),
-        (Some("https://evil.example"), Some("cross-site")),
-        (Some("https://evil.example"), Some("same-origin")),
-        (Some("null"), None),
-        (Some("null"), Some("cross-site")),
-        (Some(prefix_trick.as_str()), None),
-        (Some(userinfo_trick.as_str()), None),
-        (None, Some("cross-site")),
-        (None, Some("same-site")),
+    // The same host and port under another scheme, and another port: other origins,
+    // though the Host header matches their host.
+    let other_scheme = format!("https://{host}");
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1).max(1));
+    let with_path = format!("{own}/somewhere");
+    // (Origin headers, Sec-Fetch-Site) of requests a browser sends from someone
+    // else's page, or that no browser sends.
+    let contexts: Vec<(Vec<&str>, Option<&str>)> = vec![
+        (vec!["https://evil.example"], None),
+        (vec!["https://evil.example"], Some("cross-site")),
+        (vec!["https://evil.example"], Some("same-origin")),
+        (vec!["null"], None),
+        (vec!["null"], Some("cross-site")),
+        (vec![prefix_trick.as_str()], None),
+        (vec![userinfo_trick.as_str()], None),
+        (vec![other_scheme.as_str()], Some("same-site")),
+        (vec![other_port.as_str()], Some("same-site")),
+        (vec![with_path.as_str()], None),
+        (vec![own.as_str(), "https://evil.example"], None),
+        (vec!["https://evil.example", own.as_str()], None),
+        (vec![own.as_str(), own.as_str()], Some("same-origin")),
+        (vec![], Some("cross-site")),
+        (vec![], Some("same-site")),
     ];
     let rt = format!("tessera_rt={}", t.refresh);
     let at = format!("tessera_at={}", t.access);
@@ -1290,14 +1308,14 @@ async fn cookie_authenticated_writes_from_other_sites_are_refused() {
         ),
         ("DELETE", &delete, at, None, ""),
     ];
-    for (origin, site) in &contexts {
+    for (origins, site) in &contexts {
         for (method, path, cookie, ct, body) in &writes {
             let mut req = s
                 .http
                 .request(method.parse().unwrap(), s.url(path))
                 .header("cookie", *cookie)
                 .body(body.to_string());
-            if let Some(o) = origin {
+            for o in origins {
                 req = req.header("origin", *o);
             }
             if let Some(site) = site {
@@ -1307,7 +1325,7 @@ async fn cookie_authenticated_writes_from_other_sites_are_refused() {
                 req = req.header("content-type", *ct);
             }
             let r = req.send().await.unwrap();
-            let shown = format!("{method} {path} {cookie:.12} {ct:?} from {origin:?}/{site:?}");
+            let shown = format!("{method} {path} {cookie:.12} {ct:?} from {origins:?}/{site:?}");
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "{shown}");
             expect_error(r, StatusCode::FORBIDDEN, "csrf").await;
         }
@@ -1469,6 +1487,24 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // A token in the query string is not read, and not logged either.
+    let r = http
+        .get(format!("{base}/v1/me?access_token={}", a2.access))
+        .header("x-request-id", "req-secrets-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["x-request-id"], "req-secrets-1");
+    seen_bodies += &r.text().await.unwrap();
+    // A token in the path of an unknown endpoint neither.
+    let r = http
+        .get(format!("{base}/v1/tokens/{}", a2.refresh))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    seen_bodies += &r.text().await.unwrap();
     // A token two rotations old: reuse, the session is revoked.
     let r = post("/v1/auth/refresh", json!({"refresh_token": a.refresh}))
         .await
@@ -1552,6 +1588,21 @@ async fn secrets_never_reach_the_logs() {
         log.contains("refresh token reuse"),
         "the reuse was logged: {log}"
     );
+    // One access line per request, with the request's id and route.
+    assert!(
+        log.lines().any(|l| l.contains("tessera_server::access")
+            && l.contains("request_id=req-secrets-1")
+            && l.contains("route=/v1/me")
+            && l.contains("status=401")),
+        "no access line for the request: {log}"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("tessera_server::access"))
+            .count()
+            >= 15,
+        "{log}"
+    );
     for t in [&a, &a1, &a2, &b] {
         tokens.push(t.access.clone());
         tokens.push(t.access.rsplit('.').next().unwrap().to_string());
@@ -1580,5 +1631,230 @@ async fn secrets_never_reach_the_logs() {
             "an error body contains a secret ({:.12}...)",
             s
         );
+    }
+}
+
+/// The `access-control-*` headers of an answer, by name.
+fn cors_headers(r: &reqwest::Response) -> Vec<(String, String)> {
+    r.headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("access-control-"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_only_the_trusted_origins() {
+    let spa = "http://localhost:3000";
+    let s = TestServer::start_with(|c| {
+        c.trusted_origins = Some(format!("{spa}, https://admin.example.com"));
+        c.issuer = Some("https://id.example.com/tenant".into());
+    })
+    .await;
+    let t = s.user("cora").await;
+    // The issuer's own origin is trusted for cookie writes but needs no CORS.
+    let issuer = "https://id.example.com";
+    // A preflight from the single-page app: allowed, with credentials, exactly the
+    // methods and headers the API uses, cached for a while.
+    for (path, method, headers) in [
+        ("/v1/auth/login", "POST", "content-type"),
+        (
+            "/v1/me",
+            "PATCH",
+            "authorization, content-type, x-request-id",
+        ),
+        ("/v1/me/sessions/0192", "DELETE", "authorization"),
+        ("/oauth/token", "POST", "authorization"),
+    ] {
+        let r = s
+            .http
+            .request(reqwest::Method::OPTIONS, s.url(path))
+            .header("origin", spa)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], spa);
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        let methods = h["access-control-allow-methods"].to_str().unwrap();
+        assert_eq!(methods, "GET,POST,PATCH,DELETE", "{path}");
+        let allowed = h["access-control-allow-headers"].to_str().unwrap();
+        assert_eq!(allowed, "content-type,authorization,x-request-id");
+        assert_eq!(h["access-control-max-age"], "600");
+        assert!(
+            h.get_all("vary")
+                .iter()
+                .any(|v| v.to_str().unwrap().contains("origin")),
+            "{h:?}"
+        );
+    }
+    // The app's real requests: readable, with the headers a client needs exposed.
+    let r = s
+        .http
+        .get(s.url("/v1/me"))
+        .header("origin", spa)
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["access-control-allow-origin"], spa);
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for h in ["x-request-id", "www-authenticate", "retry-after"] {
+        assert!(exposed.contains(h), "{exposed}");
+    }
+    let r = s
+        .http
+        .get(s.url("/v1/me"))
+        .header("origin", "https://admin.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://admin.example.com",
+        "errors are readable too"
+    );
+    // Everyone else: no CORS header at all, on preflights, answers and errors.
+    let other_port = "http://localhost:3001";
+    let other_scheme = "https://localhost:3000";
+    for origin in [
+        vec!["https://evil.example"],
+        vec![other_port],
+        vec![other_scheme],
+        vec!["null"],
+        vec![issuer],
+        vec![spa, "https://evil.example"],
+        vec![spa, spa],
+    ] {
+        for (method, path) in [
+            ("OPTIONS", "/v1/auth/login"),
+            ("OPTIONS", "/v1/me"),
+            ("GET", "/v1/me"),
+            ("POST", "/v1/auth/refresh"),
+        ] {
+            let mut req = s
+                .http
+                .request(method.parse().unwrap(), s.url(path))
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type")
+                .bearer_auth(&t.access);
+            for o in &origin {
+                req = req.header("origin", *o);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(cors_headers(&r), vec![], "{method} {path} from {origin:?}");
+            if method == "OPTIONS" {
+                expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+            }
+        }
+    }
+    // Without trusted origins there is no CORS at all.
+    let plain = TestServer::start().await;
+    let r = plain
+        .http
+        .request(reqwest::Method::OPTIONS, plain.url("/v1/auth/login"))
+        .header("origin", spa)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cors_headers(&r), vec![]);
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_answers_are_never_cached() {
+    let s = TestServer::start().await;
+    let secret = crate::oauth::add_client(&s, "rs", true, &["refresh_token"], false)
+        .await
+        .unwrap();
+    let r = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "nico@example.com", "username": "nico", "password": PASSWORD}),
+        )
+        .await;
+    let mut seen = vec![("POST /v1/auth/register", r)];
+    let t = s.login("nico").await;
+    let other = s.login("nico").await;
+    let get = |path: &str| s.http.get(s.url(path)).bearer_auth(&t.access).send();
+    seen.push(("GET /v1/me", get("/v1/me").await.unwrap()));
+    seen.push(("GET /v1/me/sessions", get("/v1/me/sessions").await.unwrap()));
+    seen.push(("GET /oauth/userinfo", get("/oauth/userinfo").await.unwrap()));
+    seen.push(("GET /v1/revocations", get("/v1/revocations").await.unwrap()));
+    let r = s
+        .http
+        .patch(s.url("/v1/me"))
+        .bearer_auth(&t.access)
+        .json(&json!({"fullname": "Nico"}))
+        .send()
+        .await
+        .unwrap();
+    seen.push(("PATCH /v1/me", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/userinfo"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/userinfo", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/introspect"))
+        .basic_auth("rs", Some(&secret))
+        .form(&[("token", t.access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/introspect", r));
+    let r = s
+        .http
+        .post(s.url("/oauth/revoke"))
+        .basic_auth("rs", Some(&secret))
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .unwrap();
+    seen.push(("POST /oauth/revoke", r));
+    let r = s
+        .http
+        .delete(s.url(&format!("/v1/me/sessions/{}", other.session_id)))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    seen.push(("DELETE /v1/me/sessions/{id}", r));
+    seen.push(("POST /v1/auth/refresh", s.refresh(&t.refresh).await));
+    seen.push(("GET /v1/nothing", get("/v1/nothing").await.unwrap()));
+    for (what, r) in &seen {
+        assert!(r.status().as_u16() < 500, "{what}: {}", r.status());
+        assert_eq!(
+            r.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what} ({})",
+            r.status()
+        );
+    }
+    assert!(seen.iter().filter(|(_, r)| r.status().is_success()).count() >= 11);
+    // Public documents keep their public lifetime.
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        let cc = r.headers()["cache-control"].to_str().unwrap().to_string();
+        assert!(cc.starts_with("public, max-age="), "{path}: {cc}");
     }
 }

@@ -251,3 +251,147 @@ async fn slow_headers_are_cut_off() {
         StatusCode::OK
     );
 }
+
+/// Writes `head` (and nothing more) on a fresh connection; returns the status of
+/// the answer, how long it took, and whether the server then closed the connection.
+async fn answer_to(addr: &str, head: &[u8], wait: u64) -> (u16, std::time::Duration, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(head).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(wait),
+        sock.read_to_end(&mut answer),
+    )
+    .await
+    .is_ok();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_over_the_limit_is_refused_before_it_is_sent() {
+    // The request deadline is long: an answer within seconds proves the server did
+    // not wait for the body.
+    let s = TestServer::start_with(|c| c.request_timeout = "60".parse().unwrap()).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    for (path, ct) in [
+        ("/v1/auth/register", "application/json"),
+        ("/v1/auth/login", "application/json"),
+        ("/oauth/token", "application/x-www-form-urlencoded"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {ct}\r\ncontent-length: 99999999\r\n\r\n{{"
+        );
+        let (status, took, closed) = answer_to(&addr, head.as_bytes(), 10).await;
+        assert_eq!(status, 413, "{path}");
+        assert!(took < std::time::Duration::from_secs(3), "{path}: {took:?}");
+        assert!(closed, "{path}: the connection stayed open");
+    }
+    // One byte over the limit is enough; the limit itself is fine.
+    let limit = s.cfg.body_limit;
+    let r = s
+        .http
+        .post(s.url("/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; limit + 1])
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let mut body = br#"{"login":"nobody","password":"not the password"}"#.to_vec();
+    body.resize(limit, b' ');
+    let r = s
+        .http
+        .post(s.url("/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408() {
+    let s = TestServer::start_with(|c| {
+        c.body_read_timeout = "1".parse().unwrap();
+        c.request_timeout = "60".parse().unwrap();
+    })
+    .await;
+    let t = s.user("stalled").await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let cookie = format!("tessera_rt={}", t.refresh);
+    // Half a body, then nothing: JSON, OAuth form and optional-body endpoints alike.
+    for (path, ct, extra) in [
+        ("/v1/auth/login", "application/json", ""),
+        ("/v1/auth/register", "application/json", ""),
+        ("/oauth/token", "application/x-www-form-urlencoded", ""),
+        ("/v1/auth/refresh", "application/json", cookie.as_str()),
+    ] {
+        let cookie_line = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("cookie: {extra}\r\n")
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {ct}\r\n{cookie_line}content-length: 200\r\n\r\n{{\"login\":"
+        );
+        let (status, took, closed) = answer_to(&addr, head.as_bytes(), 20).await;
+        assert_eq!(status, 408, "{path}");
+        assert!(
+            took >= std::time::Duration::from_millis(900)
+                && took < std::time::Duration::from_secs(10),
+            "{path}: {took:?}"
+        );
+        assert!(closed, "{path}: the connection stayed open");
+    }
+    // A chunked body that stops mid-way too.
+    let head = "POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"log\r\n";
+    let (status, _, _) = answer_to(&addr, head.as_bytes(), 20).await;
+    assert_eq!(status, 408);
+    // Nothing was lost: the session refreshes as usual.
+    s.refresh_ok(&t.refresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_still_meets_the_request_deadline() {
+    use sqlx::Connection;
+    let s = TestServer::start_with(|c| c.request_timeout = "1".parse().unwrap()).await;
+    // Another process holds the SQLite write lock: a registration waits for it
+    // (up to the store's busy timeout, longer than the deadline).
+    let db = s.cfg.data_dir.join("tessera.db");
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "slow@example.com", "username": "slow", "password": PASSWORD}),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = expect_error(r, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("took too long"),
+        "{body}"
+    );
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+}

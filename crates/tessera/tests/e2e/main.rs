@@ -4,6 +4,7 @@
 mod api;
 mod attacks;
 mod binary;
+mod browser;
 mod cli;
 mod crash;
 mod hostile;

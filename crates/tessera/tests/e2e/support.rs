@@ -9,6 +9,15 @@ use tessera_core::{Clock, ManualClock};
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A port free right now: for a server whose issuer must name its real address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A configuration for tests: a fresh data folder, a free port, cheap Argon2.
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
