@@ -18,8 +18,9 @@ use tessera_store::SqliteStore;
 /// What the archive holds, in this order.
 const MANIFEST: &str = "tessera-backup.json";
 const DATABASE: &str = "tessera.db";
-/// The refresh-token secret Tessera generates into the data folder (see `lib.rs`).
-const SECRET: &str = "refresh_token.secret";
+/// The secrets Tessera generates into the data folder (see `lib.rs`): the
+/// refresh-token secret and the key-encryption key that seals the signing keys.
+const SECRETS: [&str; 2] = ["refresh_token.secret", crate::MASTER_KEY_FILE];
 const FORMAT: &str = "tessera-backup/1";
 
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -151,12 +152,11 @@ async fn write_backup(cfg: &Config, file: &Path) -> Result<String, String> {
     store.close().await;
     copied.map_err(|e| format!("cannot copy the database: {e}"))?;
 
-    let secret = cfg.data_dir.join(SECRET);
-    let secret = secret.is_file().then_some(secret);
-    let files: Vec<&str> = [DATABASE]
+    let secrets: Vec<&str> = SECRETS
         .into_iter()
-        .chain(secret.as_ref().map(|_| SECRET))
+        .filter(|s| cfg.data_dir.join(s).is_file())
         .collect();
+    let files: Vec<&str> = [DATABASE].into_iter().chain(secrets.clone()).collect();
     let manifest = serde_json::json!({
         "format": FORMAT,
         "taken_at": tessera_app::rfc3339(taken_at),
@@ -173,10 +173,11 @@ async fn write_backup(cfg: &Config, file: &Path) -> Result<String, String> {
     let db_file = File::open(&copy).map_err(|e| format!("cannot read the copy: {e}"))?;
     let size = db_file.metadata().map_err(|e| e.to_string())?.len();
     append(&mut tar, DATABASE, size, db_file)?;
-    if let Some(path) = &secret {
+    for name in &secrets {
+        let path = cfg.data_dir.join(name);
         let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        append(&mut tar, SECRET, bytes.len() as u64, bytes.as_slice())?;
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        append(&mut tar, name, bytes.len() as u64, bytes.as_slice())?;
     }
     let out = tar
         .into_inner()
@@ -192,8 +193,8 @@ async fn write_backup(cfg: &Config, file: &Path) -> Result<String, String> {
         file.display(),
         tessera_app::rfc3339(taken_at)
     );
-    if secret.is_some() {
-        report.push_str(", the refresh-token secret of the data folder");
+    if !secrets.is_empty() {
+        report.push_str(&format!(", the data folder's {}", secrets.join(" and ")));
     }
     let elsewhere = secrets_elsewhere(cfg);
     if !elsewhere.is_empty() {
@@ -231,7 +232,7 @@ impl Drop for Restored {
         for f in &self.files {
             let _ = std::fs::remove_file(f);
         }
-        for f in [DATABASE, SECRET] {
+        for f in std::iter::once(DATABASE).chain(SECRETS) {
             for suffix in ["-wal", "-shm", "-journal"] {
                 let _ = std::fs::remove_file(self.dir.join(format!("{f}{suffix}")));
             }
@@ -321,7 +322,7 @@ async fn read_backup(cfg: &Config, file: &Path) -> Result<String, String> {
                 }
                 manifest = Some(m);
             }
-            DATABASE | SECRET if manifest.is_some() => {
+            n if manifest.is_some() && (n == DATABASE || SECRETS.contains(&n)) => {
                 let path = dir.join(&name);
                 let mut out = create_private(&path)?;
                 restored.files.push(path.clone());
@@ -350,7 +351,7 @@ async fn read_backup(cfg: &Config, file: &Path) -> Result<String, String> {
         dir.display(),
         manifest["taken_at"].as_str().unwrap_or("an unknown time")
     );
-    if dir.join(SECRET).is_file() {
+    if dir.join(SECRETS[0]).is_file() {
         report.push_str(" and its refresh-token secret");
     } else {
         report.push_str(
