@@ -15,6 +15,7 @@
 #   CONNS     connections for /healthz and /v1/me (32)  LOGIN_CONNS  login-flood connections (64)
 #   LARGE_SESSIONS, SMALL_SESSIONS  sessions in the big and small database (1000000, 1000)
 #   BIN       the tessera binary to measure             OUT  the report (BENCHMARKS.md)
+#   CRITERION_PROFILE  cargo profile of the criterion benchmark (release; QUICK: dev)
 #
 # Needs: wrk, python3 (standard library only), psql when DB is set, a Rust toolchain.
 # Servers run on 127.0.0.1:18181 and up with throttling off (all load comes from one address).

@@ -47,8 +47,13 @@ class Api:
             raise RuntimeError(f"register {name}: HTTP {status}")
 
     def login(self, name):
-        status, body = self.call("POST", "/v1/auth/login",
-                                 {"login": name, "password": PASSWORD, "delivery": "body"})
+        for _ in range(300):
+            status, body = self.call("POST", "/v1/auth/login",
+                                     {"login": name, "password": PASSWORD, "delivery": "body"})
+            if status != 503:
+                break
+            # The hash queue is still full from a login flood; it drains within seconds.
+            time.sleep(0.1)
         if status != 200:
             raise RuntimeError(f"login {name}: HTTP {status} {body and body.get('error')}")
         return body
