@@ -112,11 +112,11 @@ impl SqliteStore {
             let mut attempt = 0;
             while let Err(e) = migrator().run(&writer).await {
                 attempt += 1;
-                if attempt == 5 {
+                if attempt == 20 {
                     writer.close().await;
                     return Err(StoreError::Other(format!("migration failed: {e}")));
                 }
-                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
             }
         } else {
             let has_table: Option<String> = sqlx::query_scalar(

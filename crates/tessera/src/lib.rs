@@ -267,11 +267,13 @@ pub async fn open_existing_store(
 /// generated into the data folder earlier then only opens keys it sealed, which
 /// start-up re-seals), otherwise the one in the data folder, generated on first
 /// use. A new one is never generated while the database holds sealed keys: they
-/// were sealed elsewhere, and a second key would only hide that.
+/// were sealed elsewhere, and a second key would only hide that. Commands that only
+/// read pass `may_create = false`: without a key file they open plain keys only.
 pub async fn key_source(
     cfg: &Config,
     v: &Validated,
     store: &dyn Store,
+    may_create: bool,
 ) -> Result<tessera_app::KeySource, String> {
     use tessera_app::MasterOrigin;
     use tessera_jose::seal::{MasterKey, is_sealed};
@@ -279,7 +281,7 @@ pub async fn key_source(
     let path = cfg.data_dir.join(MASTER_KEY_FILE);
     let (key, origin, previous) = match &v.master_key {
         Some(m) => (
-            master(m)?,
+            Some(master(m)?),
             MasterOrigin::Configured,
             read_secret_file(&path)?
                 .map(|g| master(g.as_bytes()))
@@ -291,7 +293,8 @@ pub async fn key_source(
             // so whoever sees that key also sees the file.
             let keys = store.list_keys().await.map_err(|e| e.to_string())?;
             let text = match read_secret_file(&path)? {
-                Some(text) => text,
+                Some(text) => Some(text),
+                None if !may_create && !keys.iter().any(|k| is_sealed(&k.private_der)) => None,
                 None => {
                     if keys.iter().any(|k| is_sealed(&k.private_der)) {
                         return Err(format!(
@@ -304,16 +307,17 @@ pub async fn key_source(
                         ));
                     }
                     prepare_data_dir(cfg)?;
-                    create_secret_file(&path)?
+                    Some(create_secret_file(&path)?)
                 }
             };
-            (master(text.as_bytes())?, MasterOrigin::File(path), None)
+            let key = text.map(|t| master(t.as_bytes())).transpose()?;
+            (key, MasterOrigin::File(path), None)
         }
     };
     Ok(tessera_app::KeySource {
         alg: v.server.signing_alg,
         hs256_secret: v.hs256_secret.clone(),
-        master: Some(key),
+        master: key,
         master_origin: origin,
         previous_master: previous,
         retire_window: v.server.access_ttl + v.server.leeway,
@@ -330,7 +334,7 @@ pub async fn build_app(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<App>, String), String> {
     let (secret, secret_source) = refresh_secret(cfg)?;
-    let key_source = key_source(cfg, v, store.as_ref()).await?;
+    let key_source = key_source(cfg, v, store.as_ref(), true).await?;
     let keys = tessera_app::load_key_set(store.as_ref(), &key_source, clock.now())
         .await
         .map_err(|e| format!("cannot load signing keys: {e}"))?;

@@ -193,8 +193,12 @@ async fn write_backup(cfg: &Config, file: &Path) -> Result<String, String> {
         file.display(),
         tessera_app::rfc3339(taken_at)
     );
-    if !secrets.is_empty() {
-        report.push_str(&format!(", the data folder's {}", secrets.join(" and ")));
+    for name in &secrets {
+        report.push_str(if *name == SECRETS[0] {
+            ", the refresh-token secret of the data folder"
+        } else {
+            ", the key-encryption key of the data folder (it opens the sealed signing keys)"
+        });
     }
     let elsewhere = secrets_elsewhere(cfg);
     if !elsewhere.is_empty() {

@@ -109,7 +109,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
         KeysCommand::List { json } => json,
     };
     super::with_reader(cfg, |store| async move {
-        let src = crate::key_source(cfg, &v, store.as_ref()).await?;
+        let src = crate::key_source(cfg, &v, store.as_ref(), false).await?;
         let stored: Vec<StoredKey> = store
             .list_keys()
             .await

@@ -166,7 +166,13 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
     let now = SystemClock.now();
     // Verifying only reads; signing adds a session to an existing database.
     let body = |store: std::sync::Arc<dyn tessera_core::Store>| async move {
-        let src = crate::key_source(cfg, &v, store.as_ref()).await?;
+        let src = crate::key_source(
+            cfg,
+            &v,
+            store.as_ref(),
+            matches!(cmd, TokenCommand::Sign { .. }),
+        )
+        .await?;
         let keys = match &cmd {
             TokenCommand::Sign { .. } => {
                 tessera_app::load_key_set(store.as_ref(), &src, now).await?

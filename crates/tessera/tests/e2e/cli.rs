@@ -621,7 +621,7 @@ async fn list_and_show_commands_print_json() {
     let keys = json_of(&["keys", "list", "--json"]);
     assert_eq!(keys[0]["state"], "signing");
     assert_eq!(keys[0]["alg"], "EdDSA");
-    assert_eq!(keys[0]["at_rest"], "plain");
+    assert_eq!(keys[0]["at_rest"], "sealed");
 
     let clients = json_of(&["client", "list", "--json"]);
     assert_eq!(clients[0]["id"], "tessera");
