@@ -1,4 +1,4 @@
-//! Throttling of logins, registrations and refreshes (SPEC §6), and the client
+//! Throttling of logins, registrations and refreshes (contract §6), and the client
 //! address they are keyed on. Login and registration counters live in the database
 //! so every instance shares them; the refresh limit is per instance, in memory.
 //!

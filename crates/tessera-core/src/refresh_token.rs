@@ -1,4 +1,4 @@
-//! The refresh-token codec (SPEC §4.2).
+//! The refresh-token codec (contract §4.2).
 //!
 //! A token is `tsr_` + base64url(version ‖ session id ‖ counter ‖ MAC), where the
 //! MAC is HMAC-SHA-256 over the first three fields keyed by `REFRESH_TOKEN_SECRET`.

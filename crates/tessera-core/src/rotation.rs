@@ -1,4 +1,4 @@
-//! The refresh-token rotation rules (SPEC §4.3) as one pure function.
+//! The refresh-token rotation rules (contract §4.3) as one pure function.
 //!
 //! A session's tokens are numbered; the session stores only the current number
 //! (`counter`) and when it last moved (`rotated_at`). Given that state, the number

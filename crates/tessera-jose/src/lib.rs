@@ -1,4 +1,4 @@
-//! Access tokens as JWTs (SPEC §4.1): signing keys bound to one algorithm each,
+//! Access tokens as JWTs (contract §4.1): signing keys bound to one algorithm each,
 //! the published JWKS, and the one strict verification preset shared by the
 //! server and the resource-server crate.
 

@@ -1,4 +1,4 @@
-//! The one verification preset for access tokens (SPEC §4.1).
+//! The one verification preset for access tokens (contract §4.1).
 
 use crate::header;
 use crate::keys::{Algorithm, KeySet};

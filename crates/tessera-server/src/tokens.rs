@@ -40,7 +40,7 @@ impl From<&User> for UserView {
     }
 }
 
-/// The token response of the JSON API (SPEC §5.1).
+/// The token response of the JSON API (contract §5.1).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,7 @@
 //! Verifies Tessera access tokens inside other services, without a database round
 //! trip: a cached copy of the issuer's JWKS, the same strict checks as the server
 //! (`tessera-jose`), and the revocation feed so a revoked session stops working
-//! within seconds (SPEC §4.4).
+//! within seconds (contract §4.4).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tessera_verify::SetupError> {

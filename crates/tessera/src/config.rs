@@ -1,4 +1,4 @@
-//! Configuration: flag > environment > `.env` > `tessera.toml` > default (SPEC §3).
+//! Configuration: flag > environment > `.env` > `tessera.toml` > default (contract §3).
 //! Invalid values and unknown keys stop start-up with a message naming the setting.
 
 use figment::Figment;

@@ -77,7 +77,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 const FEED_PAGE: u32 = 1000;
 
-/// Sessions revoked after `since`, for resource servers (SPEC §4.4).
+/// Sessions revoked after `since`, for resource servers (contract §4.4).
 #[utoipa::path(
     get,
     path = "/v1/revocations",

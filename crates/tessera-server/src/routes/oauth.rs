@@ -1,5 +1,5 @@
 //! The OAuth 2 / OpenID Connect endpoints: token (refresh and password grants),
-//! revocation, introspection, userinfo and discovery (SPEC §5.2).
+//! revocation, introspection, userinfo and discovery (contract §5.2).
 
 use super::openapi::ErrorBody;
 use crate::AppState;

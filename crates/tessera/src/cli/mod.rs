@@ -1,4 +1,4 @@
-//! The command line: `tessera serve | migrate | config show | ...` (SPEC §9).
+//! The command line: `tessera serve | migrate | config show | ...` (contract §9).
 //! Exit codes: 0 ok, 1 failure, 2 usage error (clap's own, and [`usage`]).
 //!
 //! Each group of operator commands lives in its own module and gets the opened

@@ -1,4 +1,4 @@
-//! The JSON API of SPEC §5.1: users, sessions, logout, cookies and CSRF.
+//! The JSON API of contract §5.1: users, sessions, logout, cookies and CSRF.
 
 use crate::support::*;
 use reqwest::StatusCode;

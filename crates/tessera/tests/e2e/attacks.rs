@@ -1,4 +1,4 @@
-//! Hostile input (SPEC §4.1, §5.1, §6; RFC 8725 and the JWT-attack literature):
+//! Hostile input (contract §4.1, §5.1, §6; RFC 8725 and the JWT-attack literature):
 //! forged and malformed access tokens against every signing algorithm, hostile
 //! bodies and headers, cross-site use of the cookies, and secrets in the logs.
 //! Every case must be a 4xx (401 for tokens), never a 5xx, cheap to refuse, and

@@ -1,4 +1,4 @@
-//! Many instances on one PostgreSQL database (SPEC §8), and losing the database.
+//! Many instances on one PostgreSQL database (contract §8), and losing the database.
 
 use crate::support::*;
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The OAuth 2 / OpenID Connect surface (SPEC §5.2), `/openapi.json`, the client
+//! The OAuth 2 / OpenID Connect surface (contract §5.2), `/openapi.json`, the client
 //! registry CLI, and (in `interop`) other languages' libraries against the server.
 
 mod interop;

@@ -1,4 +1,4 @@
-//! Protection (SPEC §6): throttling, no user enumeration through login, overload,
+//! Protection (contract §6): throttling, no user enumeration through login, overload,
 //! the audit trail and its pruning.
 //!
 //! Timing tests compare distributions measured side by side on the same server,

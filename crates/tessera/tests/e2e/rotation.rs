@@ -1,4 +1,4 @@
-//! The rotation rules of SPEC §4.3, each against a real server.
+//! The rotation rules of contract §4.3, each against a real server.
 
 use crate::support::*;
 use reqwest::StatusCode;
