@@ -16,6 +16,7 @@
 #   LARGE_SESSIONS, SMALL_SESSIONS  sessions in the big and small database (1000000, 1000)
 #   BIN       the tessera binary to measure             OUT  the report (BENCHMARKS.md)
 #   CRITERION_PROFILE  cargo profile of the criterion benchmark (release; QUICK: dev)
+#   CRITERION_ROUNDS   rounds of the criterion benchmark, medians reported (7; QUICK: 1)
 #
 # Needs: wrk, python3 (standard library only), psql when DB is set, a Rust toolchain.
 # Servers run on 127.0.0.1:18181 and up with throttling off (all load comes from one address).
