@@ -803,11 +803,11 @@ def write_report(snap, out):
     w(f"| server CPU per login at concurrency 1 (≈ one hash) | {hash_ms:.1f} ms | | |")
     w(f"| login latency at concurrency 1 (mean) | {latency_ms:.1f} ms ({logins_per_s(c1):.1f} logins/s) | | |")
     w(f"| Argon2id limit = hash_workers / hash time | {limit:.1f} logins/s | | |")
-    w(f"| logins/s under the flood | {flood_rate:.1f} ({flood_rate / limit:.0%} of the limit) | ≥ 90 % | "
+    w(f"| logins/s under the flood | {flood_rate:.1f} ({flood_rate / limit:.1%} of the limit) | ≥ 90 % | "
       f"{verdict(flood_rate / limit >= 0.9)} |")
     w(f"| responses under the flood | {responses(flood)} | | |")
     w(f"| logins/s, {h.hash_workers + h.hash_queue} connections (no 503) | {queue_rate:.1f} "
-      f"({queue_rate / limit:.0%} of the limit) | | |")
+      f"({queue_rate / limit:.1%} of the limit) | | |")
     w(f"| responses with {h.hash_workers + h.hash_queue} connections | {responses(queue)} | | |")
     w(f"| peak RSS under the flood | {flood.peak_mib:.1f} MiB | ≤ 64 MB | {verdict(flood.peak_mib * 1.048576 <= 64)} |")
     w(f"| refresh p99 without the flood | {fmt_ms(idle_p99)}, {fmt_rps(idle.median('rps'))} refresh/s | | |")
