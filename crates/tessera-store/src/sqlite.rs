@@ -86,7 +86,33 @@ impl SqliteStore {
         Self::open_inner(url, readers, acquire_timeout, false).await
     }
 
+    /// Opens the database, trying again for a while when the file is busy: servers
+    /// starting together on one new file race to switch it to WAL mode and to
+    /// migrate it, and SQLite answers some of those races with "database is
+    /// locked" at once instead of waiting out the busy timeout.
     async fn open_inner(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+        migrate: bool,
+    ) -> StoreResult<Self> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut attempt: u64 = 0;
+        loop {
+            match Self::open_once(url, readers, acquire_timeout, migrate).await {
+                Err(StoreError::Unavailable(e))
+                    if (e.contains("locked") || e.contains("busy"))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt.min(10))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(
         url: &str,
         readers: u32,
         acquire_timeout: Duration,
