@@ -21,16 +21,19 @@ const PG_URL_VAR: &str = "TESSERA_TEST_POSTGRES_URL";
 /// A contract test, as a function pointer the runners can take.
 type Contract = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-async fn on_sqlite(test: Contract) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("tessera.db");
-    let store = SqliteStore::open(
+async fn open_sqlite(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(
         path.to_str().expect("utf-8 temp path"),
         4,
         std::time::Duration::from_secs(5),
     )
     .await
-    .expect("open SQLite");
+    .expect("open SQLite")
+}
+
+async fn on_sqlite(test: Contract) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_sqlite(&dir.path().join("tessera.db")).await;
     test(&store).await;
     store.close().await;
 }
@@ -1368,4 +1371,45 @@ async fn import_users_handles_batches_larger_than_one_statement(s: &dyn Store) {
     let second = s.import_users(&batch(1_234), false).await.unwrap();
     assert!(second.iter().all(|o| *o == ImportOutcome::AlreadyPresent));
     assert_eq!(s.list_users(2_000, 0).await.unwrap().len(), 1_234);
+}
+
+/// SQLite only: rotations and other writes reach the database file itself (not
+/// only the write-ahead log) while the store runs, although no commit checkpoints:
+/// the checkpoint thread copies the log back on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_are_checkpointed_into_the_database_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tessera.db");
+    let store = open_sqlite(&path).await;
+    let alice = user(&store, "alice").await;
+    let id = session(&store, alice.id, T0).await.id;
+    for from in 0..50 {
+        assert!(
+            store
+                .rotate_session(id, from, T0 + 10, T0 + 3_610)
+                .await
+                .unwrap()
+        );
+    }
+    // Only the database file, as a copy taken without its log would see it.
+    let counter_in_file = || {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).expect("copy the database file");
+        let conn = rusqlite::Connection::open(&copy).expect("open the copy");
+        let counter: i64 = conn
+            .query_row("SELECT counter FROM sessions", [], |r| r.get(0))
+            .unwrap_or(-1);
+        drop(conn);
+        let _ = std::fs::remove_file(&copy);
+        counter
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while counter_in_file() != 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file never received the rotations"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.close().await;
 }

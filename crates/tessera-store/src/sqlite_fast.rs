@@ -9,6 +9,11 @@
 //!   rotation has committed, so an acknowledged rotation is durable (as durable as
 //!   `synchronous=NORMAL` in WAL mode makes any commit).
 //!
+//! * Checkpoints (copying the write-ahead log back into the database file, with
+//!   its fsyncs) run on a thread of their own every `CHECKPOINT_EVERY`, instead of
+//!   inside whichever commit happens to fill the log: a rotation's answer never
+//!   waits for one. Every write connection turns SQLite's automatic checkpoint off.
+//!
 //! Everything else stays on sqlx; both open the same file.
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -26,6 +31,8 @@ const MAX_BATCH: usize = 256;
 /// Idle reader connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the checkpoint thread copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 const SESSION_QUERY: &str = "SELECT s.id, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at, \
      s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
@@ -47,6 +54,8 @@ pub(crate) struct FastPath {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Rotation>>>,
+    /// Dropping the sender stops the checkpoint thread (after a last checkpoint).
+    checkpointer: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -76,6 +85,8 @@ fn uuid(s: &str) -> rusqlite::Result<Uuid> {
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The checkpoint thread does this work (see the module's comment).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // The same settings sqlx gives its connections.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -87,21 +98,40 @@ impl FastPath {
     /// and migrated, in WAL mode).
     pub(crate) fn start(path: &Path) -> StoreResult<Self> {
         let writer_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+        let checkpoint_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map(drop)
+                .map_err(|e| StoreError::Other(format!("cannot start {name}: {e}")))
+        };
         let (tx, rx) = mpsc::channel::<Rotation>();
-        std::thread::Builder::new()
-            .name("tessera-sqlite-writer".into())
-            .spawn(move || write_loop(writer_conn, rx))
-            .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer: {e}")))?;
+        spawn(
+            "tessera-sqlite-writer",
+            Box::new(move || write_loop(writer_conn, rx)),
+        )?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        spawn(
+            "tessera-sqlite-checkpoint",
+            Box::new(move || checkpoint_loop(checkpoint_conn, stopped)),
+        )?;
         Ok(Self {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(tx)),
+            checkpointer: Mutex::new(Some(stop)),
         })
     }
 
-    /// Stops the writer thread once the rotations already queued are done.
+    /// Stops the writer thread once the rotations already queued are done, and
+    /// the checkpoint thread after one last checkpoint.
     pub(crate) fn close(&self) {
         self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -231,4 +261,18 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Rotation>) {
             }
         }
     }
+}
+
+/// Copies the write-ahead log back into the database file every
+/// `CHECKPOINT_EVERY` until told to stop, then once more. A passive checkpoint
+/// never blocks writers or readers; one that cannot finish (a reader still uses
+/// old frames, or the file is busy) is simply tried again on the next tick.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    let checkpoint = || {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        checkpoint();
+    }
+    checkpoint();
 }
