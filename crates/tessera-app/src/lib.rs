@@ -21,7 +21,6 @@ mod keys;
 pub mod metrics;
 mod sessions;
 pub mod throttle;
-mod token_cache;
 mod tokens;
 
 use std::sync::{Arc, RwLock};
@@ -117,7 +116,7 @@ pub struct App {
     pub metrics: metrics::Metrics,
     pub throttle: throttle::Throttle,
     verify_options: VerifyOptions,
-    verified: token_cache::VerifiedTokens,
+    verified: tessera_jose::VerifiedTokens,
     unknown_kid: keys::UnknownKidReload,
 }
 
@@ -142,7 +141,7 @@ impl App {
             key_source,
             metrics: metrics::Metrics::default(),
             throttle: throttle::Throttle::new(refresh_secret),
-            verified: token_cache::VerifiedTokens::default(),
+            verified: tessera_jose::VerifiedTokens::default(),
             unknown_kid: keys::UnknownKidReload::default(),
         })
     }

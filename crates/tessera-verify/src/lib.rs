@@ -23,7 +23,9 @@ pub use layer::{Claims, VerifyLayer, VerifyService};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tessera_jose::{AccessClaims, PublicKeys, TokenError, VerifyOptions, token_kid};
+use tessera_jose::{
+    AccessClaims, PublicKeys, TokenError, VerifiedTokens, VerifyOptions, token_kid,
+};
 
 /// Where the issuer is and how fresh this service's view of it must stay.
 #[derive(Debug, Clone)]
@@ -108,6 +110,9 @@ struct Inner {
     jwks_attempt_at: Mutex<Instant>,
     /// One JWKS read for unknown `kid`s at a time.
     refetching: tokio::sync::Mutex<()>,
+    /// Tokens whose signature and claims verified before: a repeated token costs
+    /// a lookup, not a signature check. The revocation check runs every time.
+    verified: VerifiedTokens,
 }
 
 /// A shared, cheaply clonable verifier.
@@ -165,6 +170,7 @@ impl Verifier {
             jwks_read_at: Mutex::new(Instant::now()),
             jwks_attempt_at: Mutex::new(Instant::now()),
             refetching: tokio::sync::Mutex::new(()),
+            verified: VerifiedTokens::default(),
         }));
         v.refresh_keys().await?;
         v.sync_revocations().await?;
@@ -212,7 +218,13 @@ impl Verifier {
             url,
             reason: e.to_string(),
         })?;
-        *self.0.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        let mut current = self.0.keys.write().unwrap_or_else(|p| p.into_inner());
+        // A key that left the set must not keep accepting the tokens it signed.
+        if current.kids() != keys.kids() {
+            self.0.verified.clear();
+        }
+        *current = Arc::new(keys);
+        drop(current);
         *self
             .0
             .jwks_read_at
@@ -297,6 +309,33 @@ impl Verifier {
         {
             return Err(Rejection::Unavailable);
         }
+        let now = now();
+        let claims = match self.0.verified.get(token, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.check_signature_and_claims(token, now).await?;
+                self.0
+                    .verified
+                    .insert(token, &claims, self.0.cfg.leeway, now);
+                claims
+            }
+        };
+        let revoked = self.0.revoked.read().unwrap_or_else(|p| p.into_inner());
+        // Kept (and checked) while this service's own leeway could still accept a token.
+        if revoked
+            .get(&claims.sid)
+            .is_some_and(|until| until.saturating_add(self.0.cfg.leeway) > now)
+        {
+            return Err(Rejection::Revoked);
+        }
+        Ok(claims)
+    }
+
+    async fn check_signature_and_claims(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, Rejection> {
         let keys = self
             .0
             .keys
@@ -307,21 +346,10 @@ impl Verifier {
             Some(kid) if !keys.contains(&kid) => self.keys_after_refetch(&kid).await,
             _ => keys,
         };
-        let claims = keys
-            .verify(token, &self.0.opts, now())
-            .map_err(|e| match e {
-                TokenError::Expired => Rejection::Expired,
-                TokenError::Invalid(why) => Rejection::Invalid(why),
-            })?;
-        let revoked = self.0.revoked.read().unwrap_or_else(|p| p.into_inner());
-        // Kept (and checked) while this service's own leeway could still accept a token.
-        if revoked
-            .get(&claims.sid)
-            .is_some_and(|until| until.saturating_add(self.0.cfg.leeway) > now())
-        {
-            return Err(Rejection::Revoked);
-        }
-        Ok(claims)
+        keys.verify(token, &self.0.opts, now).map_err(|e| match e {
+            TokenError::Expired => Rejection::Expired,
+            TokenError::Invalid(why) => Rejection::Invalid(why),
+        })
     }
 
     /// Reads the JWKS again for a `kid` we do not know: one read at a time, at most

@@ -1,12 +1,13 @@
 //! Access tokens whose signature and claims already verified, so a token presented
 //! again (every request of a client carries the same one until it expires) costs
 //! a map lookup instead of a signature check. Only the verification is cached:
-//! the session behind the token is read on every request, so a revoked session
-//! still stops at once.
+//! its users still check the session behind the token on every request (the
+//! server reads it, `tessera-verify` looks it up in the revocation feed), so a
+//! revoked session still stops at once.
 
+use crate::AccessClaims;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tessera_jose::AccessClaims;
 
 /// Tokens remembered at most; a full map drops expired entries, then everything.
 const CAPACITY: usize = 16_384;
@@ -19,21 +20,21 @@ struct Entry {
 }
 
 #[derive(Default)]
-pub(crate) struct VerifiedTokens {
+pub struct VerifiedTokens {
     // Keyed by the whole token: a hit means these exact bytes verified before.
     map: Mutex<HashMap<Box<str>, Entry>>,
 }
 
 impl VerifiedTokens {
     /// The claims of `token` if it verified before and its time window holds `now`.
-    pub(crate) fn get(&self, token: &str, now: i64) -> Option<AccessClaims> {
+    pub fn get(&self, token: &str, now: i64) -> Option<AccessClaims> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let e = map.get(token)?;
         (e.valid_from <= now && now < e.valid_until).then(|| e.claims.clone())
     }
 
     /// Remembers a token that just verified with `leeway`.
-    pub(crate) fn insert(&self, token: &str, claims: &AccessClaims, leeway: i64, now: i64) {
+    pub fn insert(&self, token: &str, claims: &AccessClaims, leeway: i64, now: i64) {
         let entry = Entry {
             valid_from: claims.iat.max(claims.nbf.unwrap_or(i64::MIN)) - leeway,
             valid_until: claims.exp.saturating_add(leeway),
@@ -50,7 +51,7 @@ impl VerifiedTokens {
     }
 
     /// Forgets everything (the signing keys changed).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
@@ -58,7 +59,7 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_jose::Audience;
+    use crate::Audience;
 
     fn claims(iat: i64, exp: i64, nbf: Option<i64>) -> AccessClaims {
         AccessClaims {
