@@ -121,6 +121,7 @@ contract!(
     set_password_hash_replaces_the_hash,
     set_user_disabled_flags_the_user,
     sessions_are_read_back_with_their_user,
+    concurrent_session_reads_each_get_their_own,
     rotate_session_is_compare_and_set,
     concurrent_rotations_have_exactly_one_winner,
     rotations_arriving_together_are_each_compare_and_set,
@@ -526,6 +527,38 @@ async fn sessions_are_read_back_with_their_user(s: &dyn Store) {
     assert_eq!(s.get_session(bare.id).await.unwrap().unwrap().0, bare);
 
     assert!(s.get_session(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+/// Reads arriving together (PostgreSQL answers them with one batched query) each
+/// get their own session and user; a missing id gets none; a rotation committed
+/// before a read was asked for is seen by it.
+async fn concurrent_session_reads_each_get_their_own(s: &dyn Store) {
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let u = user(s, &format!("reader{i}")).await;
+        let created = session(s, u.id, T0 + i).await;
+        expected.push((created, u));
+    }
+    assert!(
+        s.rotate_session(expected[7].0.id, 0, T0 + 50, T0 + 3_650)
+            .await
+            .unwrap()
+    );
+    let missing = Uuid::now_v7();
+    let reads = join_all(
+        expected
+            .iter()
+            .map(|(session, _)| s.get_session(session.id))
+            .chain(std::iter::once(s.get_session(missing))),
+    )
+    .await;
+    for (i, ((session, owner), read)) in expected.iter().zip(&reads).enumerate() {
+        let (got, got_owner) = read.as_ref().unwrap().as_ref().expect("session");
+        assert_eq!(got.id, session.id);
+        assert_eq!(got.counter, u64::from(i == 7), "read {i}");
+        assert_eq!(got_owner, owner);
+    }
+    assert!(reads.last().unwrap().as_ref().unwrap().is_none());
 }
 
 async fn rotate_session_is_compare_and_set(s: &dyn Store) {

@@ -63,6 +63,60 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Rotations waiting for the next group commit (see [`rotation_batcher`]).
     rotations: tokio::sync::mpsc::UnboundedSender<Rotation>,
+    /// Session reads waiting for the next batched lookup (see [`session_reader`]).
+    session_reads: tokio::sync::mpsc::UnboundedSender<SessionRead>,
+}
+
+struct SessionRead {
+    id: Uuid,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Option<(Session, User)>>>,
+}
+
+/// Batched session lookups in flight at once.
+const SESSION_READERS: usize = 4;
+
+const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, \
+     s.created_at AS s_created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, \
+     s.revoked_at, s.user_agent, s.ip, \
+     u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::uuid[])";
+
+/// Session reads (every protected request and every refresh) batched like the
+/// rotations: a reader takes every lookup queued since its last one and answers
+/// them with one `WHERE s.id = ANY(…)` query, so a burst of requests costs a few
+/// round trips instead of one each. Each lookup is still sent after its request
+/// arrived, so it sees every commit made before then (a revocation by any
+/// instance included). `SESSION_READERS` readers take turns at the queue.
+async fn session_reader(
+    pool: PgPool,
+    queue: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<SessionRead>>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
+        let result = sqlx::query(SESSIONS_BY_ID)
+            .bind(&ids)
+            .fetch_all(&pool)
+            .await;
+        match result {
+            Ok(rows) => {
+                for job in batch.drain(..) {
+                    let found = rows
+                        .iter()
+                        .find(|r| r.try_get::<Uuid, _>("sid").is_ok_and(|sid| sid == job.id))
+                        .map(|r| Ok((session_from(r)?, user_from(r)?)))
+                        .transpose();
+                    let _ = job.reply.send(found);
+                }
+            }
+            Err(e) => {
+                let e = map_err(e);
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 struct Rotation {
@@ -185,11 +239,21 @@ impl PostgresStore {
         Ok(Self::with_pool(pool))
     }
 
-    /// The store over a connected pool, with its rotation batcher running.
+    /// The store over a connected pool, with its rotation batcher and session
+    /// readers running.
     fn with_pool(pool: PgPool) -> Self {
         let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(rotation_batcher(pool.clone(), queue));
-        Self { pool, rotations }
+        let (session_reads, queue) = tokio::sync::mpsc::unbounded_channel();
+        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..SESSION_READERS {
+            tokio::spawn(session_reader(pool.clone(), queue.clone()));
+        }
+        Self {
+            pool,
+            rotations,
+            session_reads,
+        }
     }
 
     pub(crate) async fn open_with(
@@ -558,20 +622,13 @@ impl Store for PostgresStore {
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, User)>> {
-        let row = sqlx::query(
-            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
-             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        match row {
-            Some(r) => Ok(Some((session_from(&r)?, user_from(&r)?))),
-            None => Ok(None),
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.session_reads
+            .send(SessionRead { id, reply })
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the session reader stopped".into()))?
     }
 
     async fn rotate_session(
