@@ -213,7 +213,7 @@ pub async fn run(cfg: &Config, args: AuditArgs) -> ExitCode {
             ));
         }
         for e in &events {
-            println!("{}", line(e, &names));
+            outln!("{}", line(e, &names));
         }
         if events.is_empty() {
             eprintln!("no audit events match");

@@ -84,12 +84,16 @@ async fn list(store: &dyn Store, json: bool) -> Result<(), String> {
         eprintln!("no clients; `tessera serve` creates the default client");
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<24} {:<13} {:<12} {:<24} {:<21} NAME",
-        "ID", "TYPE", "FIRST-PARTY", "GRANTS", "CREATED"
+        "ID",
+        "TYPE",
+        "FIRST-PARTY",
+        "GRANTS",
+        "CREATED"
     );
     for c in &clients {
-        println!(
+        outln!(
             "{:<24} {:<13} {:<12} {:<24} {:<21} {}",
             c.id,
             kind(c),
@@ -117,9 +121,9 @@ pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
                 if !store.delete_client(&id).await.map_err(|e| e.to_string())? {
                     return Err(format!("no client `{id}`"));
                 }
-                println!("removed client `{id}`");
+                outln!("removed client `{id}`");
                 if id == default_id {
-                    println!("(the default client `{id}` is created again when the server starts)");
+                    outln!("(the default client `{id}` is created again when the server starts)");
                 }
                 Ok(())
             })
@@ -168,10 +172,10 @@ pub async fn run(cfg: &Config, cmd: ClientCommand) -> ExitCode {
                 } else {
                     "public"
                 };
-                println!("added {kind} client `{id}` (grants: {})", grants.join(" "));
+                outln!("added {kind} client `{id}` (grants: {})", grants.join(" "));
                 if let Some(s) = secret {
-                    println!("client_secret: {s}");
-                    println!("The secret is shown only this once; Tessera keeps only its hash.");
+                    outln!("client_secret: {s}");
+                    outln!("The secret is shown only this once; Tessera keeps only its hash.");
                 }
                 Ok(())
             })

@@ -96,7 +96,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
             };
             return super::with_existing_app(cfg, |app| async move {
                 let key = app.rotate_signing_key(&caller).await.map_err(err)?;
-                println!(
+                outln!(
                     "published key {} ({}); it signs from {}; the previous key stays published until its last token expires",
                     key.kid,
                     key.alg,
@@ -161,13 +161,18 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
             eprintln!("no signing keys yet; `tessera serve` creates the first");
             return Ok(());
         }
-        println!(
+        outln!(
             "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} RETIRED",
-            "KID", "ALG", "STATE", "AT REST", "CREATED", "SIGNS FROM"
+            "KID",
+            "ALG",
+            "STATE",
+            "AT REST",
+            "CREATED",
+            "SIGNS FROM"
         );
         for k in &stored {
             let retired = k.retired_at.map(when).unwrap_or_else(|| "-".into());
-            println!(
+            outln!(
                 "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} {retired}",
                 k.kid,
                 k.alg,
@@ -177,14 +182,12 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                 when(k.activates_at)
             );
         }
-        println!(
+        outln!(
             "private keys are sealed at rest with the key-encryption key from {}",
             src.master_origin
         );
         if let (Some(kid), Some(_)) = (&signing, &src.hs256_secret) {
-            println!(
-                "{kid:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)"
-            );
+            outln!("{kid:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)");
         }
         Ok(())
     })

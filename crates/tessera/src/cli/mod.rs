@@ -7,6 +7,28 @@
 //! that change records that must already exist, and [`with_store`] /
 //! [`with_app`] for commands that may start a database from nothing.
 
+/// `println!` for command output: when the reader of stdout has gone (`tessera
+/// user list | head -1`), the command ends quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::cli::output_failed(e)
+        }
+    }};
+}
+
+/// `print!` for command output, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        if let Err(e) = write!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            $crate::cli::output_failed(e)
+        }
+    }};
+}
+
 mod audit;
 mod backup;
 mod clients;
@@ -137,10 +159,20 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// Ends the command when its output cannot be written: quietly (exit 0) when the
+/// reader went away, which is how a pipe into `head` ends; else with an error.
+pub(crate) fn output_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write the output: {e}");
+    std::process::exit(1);
+}
+
 /// Prints a machine-readable answer (`--json`).
 pub fn print_json(value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -279,7 +311,7 @@ pub fn run() -> ExitCode {
             command: ConfigCommand::Show,
         } => match cfg.validate().and_then(|v| Ok((v, cfg.show()?))) {
             Ok((v, text)) => {
-                print!("{text}");
+                out!("{text}");
                 for w in &v.warnings {
                     eprintln!("warning: {w}");
                 }
@@ -296,7 +328,7 @@ pub fn run() -> ExitCode {
         Command::Restore { file } => rt.block_on(backup::restore(&cfg, &file)),
         Command::Client { command } => rt.block_on(clients::run(&cfg, command)),
         Command::Migrate => rt.block_on(with_store(&cfg, |_| async {
-            println!(
+            outln!(
                 "database {} is up to date",
                 crate::config::redact_url(&cfg.database_url())
             );

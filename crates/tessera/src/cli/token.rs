@@ -112,7 +112,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
     if let TokenCommand::Decode { token } = cmd {
         return match read_token(token).and_then(|t| describe(&t)) {
             Ok(text) => {
-                print!("{text}");
+                out!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => super::fail(e),
@@ -155,7 +155,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
         return match read_token(token.clone()) {
             Ok(token) => match verify_elsewhere(&v, &token, elsewhere).await {
                 Ok(text) => {
-                    print!("{text}");
+                    out!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => super::fail(e),
@@ -197,7 +197,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                     .map_err(|_| "invalid: the session id is malformed".to_string())?;
                 match store.get_session(sid).await.map_err(|e| e.to_string())? {
                     Some((s, u)) if s.is_active(now) && !u.disabled => {
-                        print!(
+                        out!(
                             "valid: signature, algorithm, type, issuer, audience and times check out; session live\n{}",
                             describe(&token)?
                         );
@@ -256,7 +256,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                         .revoke_session(session.id, now, RevokeReason::Operator, until)
                         .await;
                 }
-                println!("{}", token?);
+                outln!("{}", token?);
                 eprintln!(
                     "session {} (expires {})",
                     session.id,

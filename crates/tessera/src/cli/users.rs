@@ -146,7 +146,7 @@ fn read_password(from_stdin: bool) -> Result<String, String> {
 
 fn print_user(u: &User) {
     let state = if u.disabled { "disabled" } else { "active" };
-    println!(
+    outln!(
         "{}  {:<20} {:<32} {:<9} created {}  {}",
         u.id,
         u.username,
@@ -250,7 +250,7 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                 }
                 print_user(&u);
                 if let Some(legacy) = &u.legacy_id {
-                    println!("  legacy id {legacy}");
+                    outln!("  legacy id {legacy}");
                 }
                 print_sessions(&u, &sessions);
                 Ok(())
@@ -290,7 +290,7 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                     .set_user_disabled(u.id, true, &operator)
                     .await
                     .map_err(err)?;
-                println!(
+                outln!(
                     "disabled {}; {} revoked",
                     u.username,
                     super::plural(ended.len() as u64, "session")
@@ -305,7 +305,7 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                 app.set_user_disabled(u.id, false, &operator)
                     .await
                     .map_err(err)?;
-                println!("enabled {}", u.username);
+                outln!("enabled {}", u.username);
                 Ok(())
             })
             .await
@@ -314,7 +314,7 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
             super::with_existing_app(cfg, |app| async move {
                 let u = find_user(app.store.as_ref(), &user).await?;
                 app.delete_user(&u, &operator).await.map_err(err)?;
-                println!("deleted {}", u.username);
+                outln!("deleted {}", u.username);
                 Ok(())
             })
             .await
@@ -333,7 +333,7 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                     .set_password(u.id, password, &operator)
                     .await
                     .map_err(err)?;
-                println!(
+                outln!(
                     "password set for {}; {} revoked",
                     u.username,
                     super::plural(ended.len() as u64, "session")
@@ -350,7 +350,7 @@ fn print_sessions(user: &User, sessions: &[Session]) {
         eprintln!("no live sessions of {}", user.username);
     }
     for s in sessions {
-        println!(
+        outln!(
             "  session {}  client {}  created {}  last used {}  expires {}  {} {}",
             s.id,
             s.client_id,
@@ -393,7 +393,7 @@ pub async fn run_session(cfg: &Config, cmd: SessionCommand) -> ExitCode {
                     .await
                     .map_err(err)?
                     .len();
-                println!(
+                outln!(
                     "{} of {} revoked",
                     super::plural(n as u64, "session"),
                     u.username
@@ -407,7 +407,7 @@ pub async fn run_session(cfg: &Config, cmd: SessionCommand) -> ExitCode {
         } => {
             super::with_existing_app(cfg, |app| async move {
                 app.revoke_session(sid, &operator).await.map_err(err)?;
-                println!("session {sid} revoked");
+                outln!("session {sid} revoked");
                 Ok(())
             })
             .await

@@ -922,3 +922,31 @@ async fn counts_are_worded_in_singular_and_plural() {
     ));
     assert_eq!(out.trim(), "password set for joy; 1 session revoked");
 }
+
+/// Output into a pipe whose reader has gone (`tessera user list | head -1` once
+/// `head` is done) ends the command quietly, as any Unix tool does: no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let s = TestServer::start().await;
+    s.user("piped").await;
+    for args in [
+        &["user", "list"][..],
+        &["user", "list", "--json"],
+        &["keys", "list"],
+        &["config", "show"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = tessera()
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+    }
+}
