@@ -219,3 +219,36 @@ async fn a_token_living_longer_than_the_issuer_gives_is_refused() {
     let matching = Verifier::connect(cfg).await.unwrap();
     assert!(matching.verify(&t.access).await.is_ok());
 }
+
+/// A token the verifier has already accepted (and so remembers) stops being
+/// accepted once its key has left the issuer's JWKS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_token_dies_with_its_key() {
+    let s = TestServer::start().await;
+    let t = s.user("keyed").await;
+    let verifier = Verifier::connect(config(&s)).await.unwrap();
+    verifier.verify(&t.access).await.expect("first check");
+    verifier.verify(&t.access).await.expect("remembered");
+    let st = s.state();
+    let old: Vec<String> = st
+        .store
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    tessera_app::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now() - 400, 0)
+        .await
+        .unwrap();
+    for kid in &old {
+        assert!(st.store.delete_key(kid).await.unwrap());
+    }
+    st.reload_keys().await.unwrap();
+    verifier.refresh_keys().await.unwrap();
+    let refused = verifier.verify(&t.access).await;
+    assert!(
+        matches!(refused, Err(tessera_verify::Rejection::Invalid(_))),
+        "{refused:?}"
+    );
+}
