@@ -72,7 +72,19 @@ impl SqliteStore {
     /// `acquire_timeout`: how long a request waits for a connection before the store
     /// reports itself unavailable.
     pub async fn open(url: &str, readers: u32, acquire_timeout: Duration) -> StoreResult<Self> {
-        Self::open_inner(url, readers, acquire_timeout, true).await
+        Self::open_inner(url, readers, acquire_timeout, true, None).await
+    }
+
+    /// [`SqliteStore::open`] with a ceiling on the database's size (`max_bytes`,
+    /// SQLite's `max_page_count` on every writing connection): a write that would
+    /// grow it further fails as `Unavailable`, as on a full disk, while reads go on.
+    pub async fn open_limited(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+        max_bytes: Option<u64>,
+    ) -> StoreResult<Self> {
+        Self::open_inner(url, readers, acquire_timeout, true, max_bytes).await
     }
 
     /// Opens an existing database as it is: creates no file and applies no
@@ -83,7 +95,7 @@ impl SqliteStore {
         readers: u32,
         acquire_timeout: Duration,
     ) -> StoreResult<Self> {
-        Self::open_inner(url, readers, acquire_timeout, false).await
+        Self::open_inner(url, readers, acquire_timeout, false, None).await
     }
 
     async fn open_inner(
@@ -91,17 +103,34 @@ impl SqliteStore {
         readers: u32,
         acquire_timeout: Duration,
         migrate: bool,
+        max_bytes: Option<u64>,
     ) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(crate::SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if let Some(bytes) = max_bytes {
+                        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let pages = (bytes as i64 / page.max(512)).max(1);
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA max_page_count = {pages}"
+                        )))
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
@@ -151,7 +180,7 @@ impl SqliteStore {
         let fast = if in_memory {
             None
         } else {
-            Some(Arc::new(FastPath::start(&file)?))
+            Some(Arc::new(FastPath::start(&file, max_bytes)?))
         };
         Ok(Self {
             writer,

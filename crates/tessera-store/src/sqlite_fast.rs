@@ -15,7 +15,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
-use std::time::Duration;
 use tessera_core::StoreError;
 use tessera_core::model::{Session, User};
 use tessera_core::store::StoreResult;
@@ -25,7 +24,6 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 256;
 /// Idle reader connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SESSION_QUERY: &str = "SELECT s.id, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at, \
      s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
@@ -75,7 +73,7 @@ fn uuid(s: &str) -> rusqlite::Result<Uuid> {
 
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(crate::SQLITE_BUSY_TIMEOUT)?;
     // The same settings sqlx gives its connections.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -85,8 +83,19 @@ fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 impl FastPath {
     /// Starts the writer thread for the database file at `path` (already created
     /// and migrated, in WAL mode).
-    pub(crate) fn start(path: &Path) -> StoreResult<Self> {
+    /// `max_bytes` caps the database's size as on the sqlx writer.
+    pub(crate) fn start(path: &Path, max_bytes: Option<u64>) -> StoreResult<Self> {
         let writer_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+        if let Some(bytes) = max_bytes {
+            let page: i64 = writer_conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .map_err(unavailable)?;
+            let pages = (bytes as i64 / page.max(512)).max(1);
+            // Setting it answers the value now in force.
+            let _: i64 = writer_conn
+                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+                .map_err(unavailable)?;
+        }
         let (tx, rx) = mpsc::channel::<Rotation>();
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())

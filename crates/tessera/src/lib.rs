@@ -193,15 +193,18 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
         prepare_data_dir(cfg)?;
         create_private_db_file(&v.database_url)?;
         let acquire = std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1));
-        let store = SqliteStore::open(&v.database_url, cfg.database_pool_size, acquire)
-            .await
-            .map_err(failed)?;
+        let max = cfg.database_max_size_bytes()?;
+        let store =
+            SqliteStore::open_limited(&v.database_url, cfg.database_pool_size, acquire, max)
+                .await
+                .map_err(failed)?;
         return Ok(Arc::new(store));
     }
     let pool = PgPoolSettings {
         max_connections: cfg.database_pool_size,
         min_connections: cfg.database_min_connections,
         acquire_timeout: std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1)),
+        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
         ..PgPoolSettings::default()
     };
     Ok(Arc::new(
@@ -253,6 +256,7 @@ pub async fn open_existing_store(
         max_connections: cfg.database_pool_size,
         min_connections: cfg.database_min_connections,
         acquire_timeout: acquire,
+        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
         ..PgPoolSettings::default()
     };
     Ok(Arc::new(
