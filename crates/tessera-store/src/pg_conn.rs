@@ -532,8 +532,19 @@ impl Db {
         });
     }
 
+    /// While the primary is being looked for, statements fail at once instead of
+    /// waiting out the acquire timeout on a server that is gone.
+    fn check_not_lost(&self) -> Result<(), sqlx::Error> {
+        if self.0.searching.load(Ordering::SeqCst) {
+            Err(sqlx::Error::PoolClosed)
+        } else {
+            Ok(())
+        }
+    }
+
     /// A transaction on the current primary.
     pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.check_not_lost().map_err(map_err)?;
         self.pool().begin().await.map_err(|e| self.err(e))
     }
 
@@ -544,6 +555,7 @@ impl Db {
     where
         E: 'q + Execute<'q, Postgres>,
     {
+        self.check_not_lost()?;
         let q = Unnamed {
             inner: query,
             persistent: self.persistent(),
@@ -574,6 +586,7 @@ impl Db {
     where
         E: 'q + Execute<'q, Postgres>,
     {
+        self.check_not_lost()?;
         if self.0.settings.transaction_pooler {
             let rows = self.steps(query).await?;
             return Ok(rows.into_iter().find_map(|s| s.right()));
@@ -616,17 +629,12 @@ async fn search(shared: &Shared) {
             return;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 
 fn tracing_note(o: &PgConnectOptions) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "tessera: PostgreSQL primary is now {}",
-        server_of(o)
-    );
+    tracing::warn!(host = %server_of(o), "PostgreSQL: moved to a new primary");
 }
 
 /// A statement that is not kept as a named prepared statement when `persistent`

@@ -37,9 +37,12 @@ impl Tally {
         })
     }
 
+    /// Counts one answer to a request sent at `sent`; a success to a request sent
+    /// after the fault began marks its instance as recovered.
     fn saw(
         &self,
         instance: usize,
+        sent: Instant,
         what: &str,
         status: StatusCode,
         retry_after: bool,
@@ -47,7 +50,7 @@ impl Tally {
     ) {
         if status.is_success() {
             self.ok.fetch_add(1, Ordering::Relaxed);
-            if self.fault_at.lock().unwrap().is_some() {
+            if self.fault_at.lock().unwrap().is_some_and(|f| sent > f) {
                 let mut back = self.back_at.lock().unwrap();
                 back[instance].get_or_insert_with(Instant::now);
             }
@@ -108,6 +111,7 @@ pub(crate) fn drive(
                 let base = &bases[n];
                 while !stop.load(Ordering::SeqCst) {
                     let token = chain.lock().unwrap().tokens.last().unwrap().clone();
+                    let sent = Instant::now();
                     let r = call(
                         http.post(format!("{base}/v1/auth/refresh"))
                             .json(&json!({"refresh_token": token, "delivery": "body"})),
@@ -124,7 +128,7 @@ pub(crate) fn drive(
                             return;
                         }
                     };
-                    tally.saw(n, "refresh", status, retry_after, &body);
+                    tally.saw(n, sent, "refresh", status, retry_after, &body);
                     if status != StatusCode::OK {
                         if status != StatusCode::SERVICE_UNAVAILABLE {
                             return;
@@ -135,10 +139,11 @@ pub(crate) fn drive(
                     let next = body["refresh_token"].as_str().unwrap().to_string();
                     chain.lock().unwrap().tokens.push(next);
                     let access = body["access_token"].as_str().unwrap().to_string();
+                    let sent = Instant::now();
                     if let Ok((status, retry_after, body)) =
                         call(http.get(format!("{base}/v1/me")).bearer_auth(access)).await
                     {
-                        tally.saw(n, "/v1/me", status, retry_after, &body);
+                        tally.saw(n, sent, "/v1/me", status, retry_after, &body);
                     }
                 }
             })
@@ -194,8 +199,8 @@ async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = tally.ok.load(Ordering::SeqCst);
-    tally.fault();
     primary.kill();
+    tally.fault();
     let killed = Instant::now();
     // Time for every instance to notice; no primary exists meanwhile.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -205,7 +210,8 @@ async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     while tally.back_at.lock().unwrap().iter().any(Option::is_none) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let recovered = tally.ok.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
@@ -217,15 +223,24 @@ async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     );
     let recovery = tally.recovery();
     let refused = tally.refused.load(Ordering::SeqCst);
+    let after = tally.ok.load(Ordering::SeqCst) - recovered;
     eprintln!(
-        "failover: {before} answers before the kill; standby promoted {:.2} s after it; \
-         first success after the kill per instance {recovery:?} s; {refused} requests \
-         answered 503 overloaded with Retry-After; {} answers in all",
+        "failover: {before} successes before the kill; standby promoted {:.2} s after it; \
+         first success of a request sent after the kill, per instance: {recovery:.2?} s \
+         after the kill; {refused} requests answered 503 overloaded with Retry-After, \
+         no other failure; {after} successes in the 1.5 s after both recovered",
         promoted.as_secs_f64(),
-        tally.ok.load(Ordering::SeqCst),
+    );
+    assert!(
+        after > 16,
+        "the load goes on after the failover ({after} successes)"
     );
     for (i, r) in recovery.iter().enumerate() {
         let r = r.unwrap_or_else(|| panic!("instance {i} never wrote again after the failover"));
+        assert!(
+            r > promoted.as_secs_f64() - 0.5,
+            "instance {i} succeeded {r:.2} s after the kill, before a primary existed"
+        );
         assert!(
             r < promoted.as_secs_f64() + 5.0,
             "instance {i} found the new primary only {r:.2} s after the kill"

@@ -219,11 +219,6 @@ impl Cluster {
             .args(["-m", "immediate", "-w", "stop"]);
         let _ = c.stdin(Stdio::null()).output();
     }
-
-    /// Restarts a stopped or killed server with the settings it had.
-    pub fn restart(&self) {
-        self.start("");
-    }
 }
 
 impl Drop for Cluster {
