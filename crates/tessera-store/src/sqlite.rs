@@ -112,6 +112,50 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(crate::SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
+        // Opening and migrating may wait longer for the lock: instances starting
+        // together on one file take turns there.
+        let opening = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(opts.clone().busy_timeout(Duration::from_secs(5)))
+            .await
+            .map_err(map_err)?;
+        if migrate {
+            // SQLite has no lock that spans sqlx's migration run, so servers starting
+            // together on one file can both try to apply the same migration; the
+            // loser's transaction rolls back. Trying again then finds it applied.
+            let mut attempt = 0;
+            while let Err(e) = migrator().run(&opening).await {
+                attempt += 1;
+                if attempt == 20 {
+                    opening.close().await;
+                    return Err(StoreError::Other(format!("migration failed: {e}")));
+                }
+                tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
+            }
+        } else {
+            let has_table: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_optional(&opening)
+            .await
+            .map_err(map_err)?;
+            let applied = match has_table {
+                None => None,
+                Some(_) => sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_one(&opening)
+                .await
+                .map_err(map_err)?,
+            };
+            let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+            if let Err(e) = crate::check_schema(applied, latest) {
+                opening.close().await;
+                return Err(e);
+            }
+        }
+        opening.close().await;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
@@ -134,41 +178,6 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(map_err)?;
-        if migrate {
-            // SQLite has no lock that spans sqlx's migration run, so servers starting
-            // together on one file can both try to apply the same migration; the
-            // loser's transaction rolls back. Trying again then finds it applied.
-            let mut attempt = 0;
-            while let Err(e) = migrator().run(&writer).await {
-                attempt += 1;
-                if attempt == 20 {
-                    writer.close().await;
-                    return Err(StoreError::Other(format!("migration failed: {e}")));
-                }
-                tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
-            }
-        } else {
-            let has_table: Option<String> = sqlx::query_scalar(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-            )
-            .fetch_optional(&writer)
-            .await
-            .map_err(map_err)?;
-            let applied = match has_table {
-                None => None,
-                Some(_) => sqlx::query_scalar::<_, Option<i64>>(
-                    "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
-                )
-                .fetch_one(&writer)
-                .await
-                .map_err(map_err)?,
-            };
-            let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-            if let Err(e) = crate::check_schema(applied, latest) {
-                writer.close().await;
-                return Err(e);
-            }
-        }
         let file = opts.get_filename().to_path_buf();
         let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
         let reader = SqlitePoolOptions::new()
