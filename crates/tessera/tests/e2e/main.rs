@@ -16,6 +16,7 @@ mod oauth;
 mod openapi;
 mod ops;
 mod pgcluster;
+mod pressure;
 mod protect;
 mod rotation;
 mod support;
