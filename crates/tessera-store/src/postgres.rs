@@ -342,6 +342,15 @@ impl Store for PostgresStore {
         self.db.close().await;
     }
 
+    async fn database_time(&self) -> StoreResult<Option<i64>> {
+        let t: i64 = self
+            .qs("SELECT FLOOR(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT")
+            .fetch_one(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(Some(t))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.q("SELECT 1")
             .execute(&self.db)

@@ -80,6 +80,9 @@ pub struct Config {
     /// PostgreSQL: `transaction` when a connection pooler in transaction mode
     /// (PgBouncer `pool_mode = transaction`) sits between Tessera and the server.
     pub database_pooler: Pooler,
+    /// PostgreSQL: judge time (expiry, grace windows, throttling) by the database
+    /// server's clock, so instances whose clocks disagree still agree.
+    pub database_clock: bool,
     /// SQLite: the largest the database may grow (`512MiB`, `2GiB`, bytes); when it
     /// is full, writes answer 503 and reads keep working. Unset: no limit.
     #[serde(default, deserialize_with = "lenient_string")]
@@ -208,6 +211,7 @@ impl Default for Config {
             database_min_connections: 0,
             database_acquire_timeout: Span::from_secs(5),
             database_pooler: Pooler::None,
+            database_clock: true,
             database_max_size: None,
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,

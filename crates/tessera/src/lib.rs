@@ -338,6 +338,12 @@ pub async fn build_app(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<App>, String), String> {
     let (secret, secret_source) = refresh_secret(cfg)?;
+    // On PostgreSQL every instance judges time by the database's clock.
+    let clock = if cfg.database_clock {
+        tessera_app::db_clock::follow_database(store.clone(), clock).await
+    } else {
+        clock
+    };
     let key_source = key_source(cfg, v, store.as_ref(), true).await?;
     let keys = tessera_app::load_key_set(store.as_ref(), &key_source, clock.now())
         .await

@@ -19,5 +19,6 @@ mod pgcluster;
 mod pressure;
 mod protect;
 mod rotation;
+mod skew;
 mod support;
 mod verifier;
