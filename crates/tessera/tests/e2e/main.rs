@@ -20,5 +20,6 @@ mod pressure;
 mod protect;
 mod rotation;
 mod skew;
+mod soak;
 mod support;
 mod verifier;

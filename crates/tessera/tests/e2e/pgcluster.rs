@@ -209,6 +209,11 @@ impl Cluster {
         }
     }
 
+    /// Starts a stopped or killed server again, on its port.
+    pub fn restart(&self) {
+        self.start("");
+    }
+
     pub fn stop(&self) {
         if self.postmaster().is_none() {
             return;
