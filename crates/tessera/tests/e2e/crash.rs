@@ -234,6 +234,18 @@ pub(crate) async fn check_after_restart(
     assert_eq!(body["error"], "refresh_token_reused");
 }
 
+/// The counter PostgreSQL at `url` holds for session `sid`.
+pub(crate) async fn pg_counter(url: &str, sid: uuid::Uuid) -> u64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1")
+        .bind(sid)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n as u64
+}
+
 fn refusals(chains: &[Arc<Mutex<Chain>>]) -> Vec<String> {
     chains
         .iter()
@@ -303,17 +315,7 @@ async fn postgres_instance_killed_mid_storm_loses_and_repeats_no_rotation() {
             t.await.unwrap();
         }
         assert!(refusals(&chains).is_empty(), "{:?}", refusals(&chains));
-        check_after_restart(&a.base, &chains, async |sid| {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            let (n,): (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1")
-                .bind(sid)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            n as u64
-        })
-        .await;
+        check_after_restart(&a.base, &chains, async |sid| pg_counter(&url, sid).await).await;
         drop(b);
     }
 }

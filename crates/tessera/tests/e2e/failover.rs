@@ -7,7 +7,7 @@
 //! * PgBouncer in transaction pooling mode, with fewer server connections than
 //!   Tessera has clients, between two instances and PostgreSQL.
 
-use crate::crash::{Chain, check_after_restart, open_chains, serve_env};
+use crate::crash::{Chain, check_after_restart, open_chains, pg_counter, serve_env};
 use crate::pgcluster::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -93,7 +93,21 @@ async fn call(req: reqwest::RequestBuilder) -> Result<(StatusCode, bool, Value),
 
 /// Each chain refreshes in a loop on instance `i % n` and reads `/v1/me` with
 /// every access token it gets, until `stop`. A refusal keeps the token held.
-pub(crate) fn drive(
+type Driven = (
+    Arc<AtomicBool>,
+    Arc<Tally>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Starts [`drive_until`] with a stop flag and a tally of its own.
+fn drive(bases: Vec<String>, chains: Vec<Arc<Mutex<Chain>>>) -> Driven {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::new(bases.len());
+    let tasks = drive_until(bases, chains, stop.clone(), tally.clone());
+    (stop, tally, tasks)
+}
+
+fn drive_until(
     bases: Vec<String>,
     chains: Vec<Arc<Mutex<Chain>>>,
     stop: Arc<AtomicBool>,
@@ -151,17 +165,6 @@ pub(crate) fn drive(
         .collect()
 }
 
-async fn counter_at(url: &str, sid: uuid::Uuid) -> u64 {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let (n,): (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1")
-        .bind(sid)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    n as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     let Some(bin) = pg_bin() else {
@@ -189,14 +192,7 @@ async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     let a = serve_env(&dir.path().join("a"), Some(&url), &env);
     let b = serve_env(&dir.path().join("b"), Some(&keywords), &env);
     let chains = open_chains(&a.base).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Tally::new(2);
-    let tasks = drive(
-        vec![a.base.clone(), b.base.clone()],
-        chains.clone(),
-        stop.clone(),
-        tally.clone(),
-    );
+    let (stop, tally, tasks) = drive(vec![a.base.clone(), b.base.clone()], chains.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = tally.ok.load(Ordering::SeqCst);
     primary.kill();
@@ -248,7 +244,7 @@ async fn primary_killed_under_load_fails_over_to_the_promoted_standby() {
     }
     let new_primary = standby.url("postgres");
     check_after_restart(&b.base, &chains, async |sid| {
-        counter_at(&new_primary, sid).await
+        pg_counter(&new_primary, sid).await
     })
     .await;
     drop((a, b));
@@ -302,14 +298,7 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode() {
         .unwrap()
         .tokens
         .extend(successors.into_iter());
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Tally::new(2);
-    let tasks = drive(
-        vec![a.base.clone(), b.base.clone()],
-        chains.clone(),
-        stop.clone(),
-        tally.clone(),
-    );
+    let (stop, tally, tasks) = drive(vec![a.base.clone(), b.base.clone()], chains.clone());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
@@ -328,7 +317,7 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode() {
         u.replace_range(at + 1.., &db);
         u
     };
-    check_after_restart(&a.base, &chains, async |sid| counter_at(&direct, sid).await).await;
+    check_after_restart(&a.base, &chains, async |sid| pg_counter(&direct, sid).await).await;
     drop((a, b, bouncer));
 }
 
