@@ -77,6 +77,9 @@ pub struct Config {
     pub database_min_connections: u32,
     /// How long a request waits for a database connection before answering 503.
     pub database_acquire_timeout: Span,
+    /// PostgreSQL: idle connections above `database_min_connections` are closed
+    /// after this long.
+    pub database_idle_timeout: Span,
     /// PostgreSQL: `transaction` when a connection pooler in transaction mode
     /// (PgBouncer `pool_mode = transaction`) sits between Tessera and the server.
     pub database_pooler: Pooler,
@@ -210,6 +213,7 @@ impl Default for Config {
             database_pool_size: 8,
             database_min_connections: 0,
             database_acquire_timeout: Span::from_secs(5),
+            database_idle_timeout: Span::from_secs(600),
             database_pooler: Pooler::None,
             database_clock: true,
             database_max_size: None,

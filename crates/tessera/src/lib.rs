@@ -185,6 +185,18 @@ fn create_private_db_file(url: &str) -> Result<(), String> {
     }
 }
 
+/// The PostgreSQL pool as configured.
+fn pg_settings(cfg: &Config) -> PgPoolSettings {
+    let secs = |s: tessera_core::Span| std::time::Duration::from_secs(s.secs().max(1));
+    PgPoolSettings {
+        max_connections: cfg.database_pool_size,
+        min_connections: cfg.database_min_connections,
+        acquire_timeout: secs(cfg.database_acquire_timeout),
+        idle_timeout: Some(secs(cfg.database_idle_timeout)),
+        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
+    }
+}
+
 /// Opens the configured database (SQLite or PostgreSQL) and migrates it.
 pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, String> {
     let shown = config::redact_url(&v.database_url);
@@ -200,15 +212,8 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
                 .map_err(failed)?;
         return Ok(Arc::new(store));
     }
-    let pool = PgPoolSettings {
-        max_connections: cfg.database_pool_size,
-        min_connections: cfg.database_min_connections,
-        acquire_timeout: std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1)),
-        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
-        ..PgPoolSettings::default()
-    };
     Ok(Arc::new(
-        PostgresStore::open(&v.database_url, pool)
+        PostgresStore::open(&v.database_url, pg_settings(cfg))
             .await
             .map_err(failed)?,
     ))
@@ -252,15 +257,8 @@ pub async fn open_existing_store(
             .map_err(failed)?;
         return Ok(Arc::new(store));
     }
-    let pool = PgPoolSettings {
-        max_connections: cfg.database_pool_size,
-        min_connections: cfg.database_min_connections,
-        acquire_timeout: acquire,
-        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
-        ..PgPoolSettings::default()
-    };
     Ok(Arc::new(
-        PostgresStore::open_existing(&v.database_url, pool)
+        PostgresStore::open_existing(&v.database_url, pg_settings(cfg))
             .await
             .map_err(failed)?,
     ))

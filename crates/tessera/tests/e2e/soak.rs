@@ -366,6 +366,8 @@ async fn soak_with_an_instance_killed_and_the_database_restarted() {
     let env = [
         ("TESSERA_DATABASE_ACQUIRE_TIMEOUT", "2s"),
         ("TESSERA_DATABASE_POOL_SIZE", "8"),
+        // Short, so the connections the load opened are seen to close again.
+        ("TESSERA_DATABASE_IDLE_TIMEOUT", "2s"),
         ("TESSERA_LOGIN_LIMIT_IP", "off"),
         ("TESSERA_LOGIN_LIMIT_ACCOUNT", "off"),
         ("TESSERA_LOGIN_LIMIT_ACCOUNT_IP", "off"),
@@ -446,8 +448,9 @@ async fn soak_with_an_instance_killed_and_the_database_restarted() {
     for w in workers {
         w.await.unwrap();
     }
-    // Idle again: memory and connections back near where they were.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Idle again: memory and connections back near where they were (the pools
+    // close idle connections after 2 s; the reaper runs every second or so).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (rss_after, conns_after) = (rss_kib(a.pid()), connections(&url).await);
 
     let records = std::mem::take(&mut *shared.records.lock().unwrap());
@@ -548,8 +551,8 @@ async fn soak_with_an_instance_killed_and_the_database_restarted() {
         "memory did not settle: {rss_idle} KiB -> {rss_after} KiB"
     );
     assert!(
-        conns_after <= 2 * 8,
-        "connections above the two pools' size: {conns_after}"
+        conns_after <= conns_idle.max(2) + 2,
+        "connections did not return to their idle level: {conns_idle} -> {conns_after}"
     );
     drop((a, b, db));
 }
