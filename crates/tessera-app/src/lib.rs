@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 mod caller;
 mod clients;
+pub mod db_clock;
 mod error;
 pub mod hashing;
 pub mod housekeeping;

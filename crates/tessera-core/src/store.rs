@@ -27,6 +27,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Closes every connection; later calls fail as unavailable.
     async fn close(&self);
+    /// The database server's own clock (Unix seconds), where instances on several
+    /// machines share one database; `None` where the host's clock is the only one.
+    async fn database_time(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
 
     // Users
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;

@@ -1,6 +1,7 @@
 //! Storage for Tessera: the [`tessera_core::Store`] trait filled by SQLite (the
 //! embedded default) and PostgreSQL, with migrations per backend.
 
+mod pg_conn;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -10,6 +11,12 @@ mod sqlite_fast;
 mod contract_tests;
 
 pub use postgres::{PgPoolSettings, PostgresStore};
+
+/// How long an SQLite statement waits for a lock another process holds (an
+/// operator's `sqlite3` shell, a second instance) before the store answers
+/// `Unavailable`: short, so a locked database gives 503 with `Retry-After`
+/// instead of requests that hang.
+pub(crate) const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 pub use sqlite::SqliteStore;
 
 use sqlx::postgres::PgDatabaseError;
@@ -130,7 +137,9 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         sqlx::Error::Database(db)
-            if db.message().contains("locked") || db.message().contains("busy") =>
+            if db.message().contains("locked")
+                || db.message().contains("busy")
+                || db.message().contains("disk is full") =>
         {
             StoreError::Unavailable(e.to_string())
         }
@@ -141,6 +150,10 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 /// SQLSTATEs where the server, not the request, is the problem: connection
 /// exceptions (08), insufficient resources such as too many connections (53),
 /// and the server shutting down or still starting (57P01..57P03).
-fn pg_unavailable(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
+/// A read-only transaction (25006) means the server in use became a standby
+/// after a failover: unavailable until the primary is found again.
+pub(crate) fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
 }

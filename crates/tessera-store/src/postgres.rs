@@ -1,12 +1,12 @@
 //! PostgreSQL: one pool for reads and writes; the database does the serialising.
 
+use crate::pg_conn::{Db, parse_target};
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnection, PgRow, Postgres};
 use sqlx::{Connection, Row, SqlSafeStr};
 use std::borrow::Cow;
-use std::str::FromStr;
 use std::time::Duration;
 use tessera_core::model::*;
 use tessera_core::store::StoreResult;
@@ -32,11 +32,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// Connection-pool limits for [`PostgresStore`].
 /// The advisory lock key that serialises creating a first signing key (an
 /// arbitrary constant: `tessera_first_key` in ASCII, truncated to 64 bits).
 const FIRST_KEY_LOCK: i64 = 0x7465_7373_6572_6131;
 
+/// The advisory lock key that serialises migrations behind a transaction pooler
+/// (`tessera_migrate`, truncated to 64 bits).
+const MIGRATE_LOCK: i64 = 0x7465_7373_6572_616d;
+
+/// Connection-pool limits for [`PostgresStore`], and whether a pooler sits between.
 #[derive(Debug, Clone)]
 pub struct PgPoolSettings {
     pub max_connections: u32,
@@ -45,6 +49,10 @@ pub struct PgPoolSettings {
     pub acquire_timeout: Duration,
     /// Idle connections above `min_connections` are closed after this long.
     pub idle_timeout: Option<Duration>,
+    /// A connection pooler in transaction mode (PgBouncer's `pool_mode =
+    /// transaction`) is in between: every statement runs in a transaction of its
+    /// own with an unnamed prepared statement, and no session state is used.
+    pub transaction_pooler: bool,
 }
 
 impl Default for PgPoolSettings {
@@ -54,13 +62,14 @@ impl Default for PgPoolSettings {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
+            transaction_pooler: false,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    db: Db,
     /// Rotations waiting for the next group commit (see [`rotation_batcher`]).
     rotations: tokio::sync::mpsc::UnboundedSender<Rotation>,
     /// Session reads waiting for the next batched lookup (see [`session_reader`]).
@@ -88,16 +97,13 @@ const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.coun
 /// arrived, so it sees every commit made before then (a revocation by any
 /// instance included). `SESSION_READERS` readers take turns at the queue.
 async fn session_reader(
-    pool: PgPool,
+    db: Db,
     queue: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<SessionRead>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
-        let result = sqlx::query(SESSIONS_BY_ID)
-            .bind(&ids)
-            .fetch_all(&pool)
-            .await;
+        let result = sqlx::query(SESSIONS_BY_ID).bind(&ids).fetch_all(&db).await;
         match result {
             Ok(rows) => {
                 for job in batch.drain(..) {
@@ -110,7 +116,7 @@ async fn session_reader(
                 }
             }
             Err(e) => {
-                let e = map_err(e);
+                let e = db.err(e);
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -134,7 +140,9 @@ const MAX_BATCH: usize = 256;
 /// the previous batch ran and applies them with one statement — one round trip and
 /// one WAL flush for the lot. Each row is still its own compare-and-set
 /// (`counter = from`); a caller is answered only after the statement committed.
-async fn rotation_batcher(pool: PgPool, mut queue: tokio::sync::mpsc::UnboundedReceiver<Rotation>) {
+/// The statement goes through [`Db`] like every other: to the current primary,
+/// and a lost primary answers the whole batch `Unavailable` (none acknowledged).
+async fn rotation_batcher(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Rotation>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
@@ -154,7 +162,7 @@ async fn rotation_batcher(pool: PgPool, mut queue: tokio::sync::mpsc::UnboundedR
         .bind(&froms)
         .bind(&nows)
         .bind(&idles)
-        .fetch_all(&pool)
+        .fetch_all(&db)
         .await;
         match result {
             Ok(rows) => {
@@ -171,7 +179,7 @@ async fn rotation_batcher(pool: PgPool, mut queue: tokio::sync::mpsc::UnboundedR
                 }
             }
             Err(e) => {
-                let e = map_err(e);
+                let e = db.err(e);
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
                 }
@@ -200,24 +208,43 @@ fn migrator() -> Migrator {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:pass@host:port/db`) and brings the
-    /// schema up to date.
+    /// Connects to `url` and brings the schema up to date. `url` is a libpq
+    /// connection string: `postgres://user:pass@host:port/db`, several hosts
+    /// (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`) or the
+    /// keyword form (`host=h1,h2 port=5432 dbname=db target_session_attrs=read-write`).
     pub async fn open(url: &str, opts: PgPoolSettings) -> StoreResult<Self> {
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
-        Self::open_with(connect, opts).await
+        Self::open_target(parse_target(url)?, opts).await
+    }
+
+    /// [`PostgresStore::open`] for one server given by its options.
+    #[cfg(test)]
+    pub(crate) async fn open_with(
+        connect: sqlx::postgres::PgConnectOptions,
+        opts: PgPoolSettings,
+    ) -> StoreResult<Self> {
+        Self::open_target(crate::pg_conn::Target::single(connect), opts).await
+    }
+
+    async fn open_target(
+        target: crate::pg_conn::Target,
+        opts: PgPoolSettings,
+    ) -> StoreResult<Self> {
+        let db = Db::connect(target, opts).await?;
+        if let Err(e) = migrate(&db).await {
+            db.close().await;
+            return Err(e);
+        }
+        Ok(Self::with_db(db))
     }
 
     /// Connects without applying migrations, for commands that only read: fails
     /// when the database holds no Tessera schema or another version of it.
     pub async fn open_existing(url: &str, opts: PgPoolSettings) -> StoreResult<Self> {
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = Self::pool(connect, opts).await?;
+        let db = Db::connect(parse_target(url)?, opts).await?;
         let applied = async {
             let table: Option<String> =
                 sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::TEXT")
-                    .fetch_one(&pool)
+                    .fetch_one(&db)
                     .await
                     .map_err(map_err)?;
             match table {
@@ -225,7 +252,7 @@ impl PostgresStore {
                 Some(_) => sqlx::query_scalar::<_, Option<i64>>(
                     "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
                 )
-                .fetch_one(&pool)
+                .fetch_one(&db)
                 .await
                 .map_err(map_err),
             }
@@ -233,98 +260,87 @@ impl PostgresStore {
         .await;
         let latest = MIGRATIONS.last().map_or(0, |m| m.0);
         if let Err(e) = applied.and_then(|v| crate::check_schema(v, latest)) {
-            pool.close().await;
+            db.close().await;
             return Err(e);
         }
-        Ok(Self::with_pool(pool))
+        Ok(Self::with_db(db))
     }
 
-    /// The store over a connected pool, with its rotation batcher and session
+    /// The store over a connected database, with its rotation batcher and session
     /// readers running.
-    fn with_pool(pool: PgPool) -> Self {
+    fn with_db(db: Db) -> Self {
         let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(rotation_batcher(pool.clone(), queue));
+        tokio::spawn(rotation_batcher(db.clone(), queue));
         let (session_reads, queue) = tokio::sync::mpsc::unbounded_channel();
         let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..SESSION_READERS {
-            tokio::spawn(session_reader(pool.clone(), queue.clone()));
+            tokio::spawn(session_reader(db.clone(), queue.clone()));
         }
         Self {
-            pool,
+            db,
             rotations,
             session_reads,
         }
     }
 
-    pub(crate) async fn open_with(
-        connect: PgConnectOptions,
-        opts: PgPoolSettings,
-    ) -> StoreResult<Self> {
-        let pool = Self::pool(connect, opts).await?;
-        if let Err(e) = migrator().run(&pool).await {
-            // A failed run leaves its advisory lock on the pooled connection;
-            // closing the pool ends that session and releases the lock.
-            pool.close().await;
-            return Err(StoreError::Other(format!("migration failed: {e}")));
-        }
-        Ok(Self::with_pool(pool))
+    /// A statement for a transaction this store opened: a named prepared statement
+    /// only when no transaction pooler is in between.
+    fn q(&self, sql: &'static str) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+        sqlx::query(sql).persistent(!self.db.transaction_pooler())
     }
 
-    async fn pool(connect: PgConnectOptions, opts: PgPoolSettings) -> StoreResult<PgPool> {
-        // The pool retries a failing connection until its timeout and then says
-        // only that it timed out; one direct attempt first names the real cause.
-        match tokio::time::timeout(opts.acquire_timeout, PgConnection::connect_with(&connect)).await
-        {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-            }
-            Ok(Err(e)) => return Err(connect_error(&connect, e)),
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "no answer from {} within {} s",
-                    server_of(&connect),
-                    opts.acquire_timeout.as_secs_f32()
-                )));
-            }
-        }
-        PgPoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
-            .min_connections(opts.min_connections)
-            .acquire_timeout(opts.acquire_timeout)
-            .idle_timeout(opts.idle_timeout)
-            .connect_with(connect)
+    fn qs<O>(
+        &self,
+        sql: &'static str,
+    ) -> sqlx::query::QueryScalar<'static, Postgres, O, PgArguments>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        sqlx::query_scalar(sql).persistent(!self.db.transaction_pooler())
+    }
+}
+
+/// Applies the migrations on one connection of its own to the primary. Without a
+/// pooler, sqlx's migrator holds a session-level advisory lock, so instances
+/// starting together apply them once. Behind a transaction pooler a session lock
+/// would stay on whichever server connection took it; there the whole run is one
+/// transaction under a transaction-level advisory lock instead, and the prepared
+/// statements it made are dropped before the commit hands the server connection on.
+async fn migrate(db: &Db) -> StoreResult<()> {
+    let failed = |e: &dyn std::fmt::Display| StoreError::Other(format!("migration failed: {e}"));
+    let mut conn = PgConnection::connect_with(&db.options())
+        .await
+        .map_err(|e| db.err(e))?;
+    let result = if db.transaction_pooler() {
+        async {
+            let mut tx = conn.begin().await.map_err(|e| db.err(e))?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_advisory_xact_lock({MIGRATE_LOCK})"
+            )))
+            .execute(&mut *tx)
             .await
-            .map_err(map_err)
-    }
-}
-
-fn server_of(c: &PgConnectOptions) -> String {
-    format!("{}:{}", c.get_host(), c.get_port())
-}
-
-/// Why a first connection failed, in the words an operator acts on: the server
-/// refused or could not be reached, the login was refused, or the database does
-/// not exist. Never includes the password.
-fn connect_error(c: &PgConnectOptions, e: sqlx::Error) -> StoreError {
-    let at = server_of(c);
-    let cause = match &e {
-        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("connection refused by {at} (is PostgreSQL running there?)")
+            .map_err(|e| db.err(e))?;
+            let mut m = migrator();
+            m.set_locking(false);
+            m.run_direct(None, &mut *tx, false)
+                .await
+                .map_err(|e| failed(&e))?;
+            sqlx::raw_sql("DEALLOCATE ALL")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db.err(e))?;
+            tx.commit().await.map_err(|e| db.err(e))
         }
-        sqlx::Error::Io(io) => format!("cannot reach {at}: {io}"),
-        sqlx::Error::Tls(t) => format!("TLS with {at} failed: {t}"),
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("28P01" | "28000") => format!(
-                "authentication failed as user `{}` at {at}: {}",
-                c.get_username(),
-                db.message()
-            ),
-            Some("3D000") => format!("unknown database at {at}: {}", db.message()),
-            _ => format!("{at}: {}", db.message()),
-        },
-        other => format!("{at}: {other}"),
+        .await
+    } else {
+        migrator()
+            .run_direct(None, &mut conn, false)
+            .await
+            .map_err(|e| failed(&e))
     };
-    StoreError::Unavailable(cause)
+    // Closing ends the session, which also releases a lock a failed run left.
+    let _ = conn.close().await;
+    result
 }
 
 fn audit_from(r: &PgRow) -> StoreResult<AuditEvent> {
@@ -384,19 +400,28 @@ const LOCK_FEED: &str = "LOCK TABLE revocations IN EXCLUSIVE MODE";
 #[async_trait]
 impl Store for PostgresStore {
     async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
+    }
+
+    async fn database_time(&self) -> StoreResult<Option<i64>> {
+        let t: i64 = self
+            .qs("SELECT FLOOR(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT")
+            .fetch_one(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(Some(t))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.q("SELECT 1")
+            .execute(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(())
     }
 
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
-        sqlx::query(
+        self.q(
             "INSERT INTO users (id, email, email_key, username, fullname, password_hash, created_at, updated_at, legacy_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
         )
@@ -408,9 +433,9 @@ impl Store for PostgresStore {
         .bind(&u.password_hash)
         .bind(u.created_at)
         .bind(&u.legacy_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(User {
             id: u.id,
             email: u.email,
@@ -431,8 +456,8 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let col = |f: fn(&NewUser) -> String| users.iter().map(f).collect::<Vec<_>>();
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let rows = sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let rows = self.q(
             "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
              created_at, updated_at, legacy_id) \
              SELECT id, email, email_key, username, fullname, password_hash, created_at, created_at, legacy_id \
@@ -451,7 +476,7 @@ impl Store for PostgresStore {
         .bind(users.iter().map(|u| u.legacy_id.clone()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         let inserted = rows
             .iter()
             .map(|r| r.try_get::<Uuid, _>("id").map_err(map_err))
@@ -460,16 +485,15 @@ impl Store for PostgresStore {
         let mut existing = Vec::new();
         if !rest.is_empty() {
             let (legacy, emails, names) = crate::import_keys(&rest);
-            for r in sqlx::query(
-                "SELECT email_key, username, legacy_id FROM users \
-                 WHERE legacy_id = ANY($1) OR email_key = ANY($2) OR username = ANY($3)",
-            )
-            .bind(legacy)
-            .bind(emails)
-            .bind(names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?
+            for r in self
+                .q("SELECT email_key, username, legacy_id FROM users \
+                 WHERE legacy_id = ANY($1) OR email_key = ANY($2) OR username = ANY($3)")
+                .bind(legacy)
+                .bind(emails)
+                .bind(names)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.db.err(e))?
             {
                 existing.push(crate::ExistingUser {
                     email_key: r.try_get("email_key").map_err(map_err)?,
@@ -479,9 +503,9 @@ impl Store for PostgresStore {
             }
         }
         if dry_run {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await.map_err(|e| self.db.err(e))?;
         } else {
-            tx.commit().await.map_err(map_err)?;
+            tx.commit().await.map_err(|e| self.db.err(e))?;
         }
         Ok(users
             .iter()
@@ -508,29 +532,30 @@ impl Store for PostgresStore {
                 u,
             ),
         };
-        let row = sqlx::query(sql)
+        let row = self
+            .q(sql)
             .bind(value)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         row.as_ref().map(record_from).transpose()
     }
 
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
+        let row = self.q(
             "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
              FROM users WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         row.as_ref().map(record_from).transpose()
     }
 
     async fn update_user(&self, id: Uuid, p: UserPatch) -> StoreResult<User> {
         let key = p.email.as_deref().map(tessera_core::validate::email_key);
-        let row = sqlx::query(
+        let row = self.q(
             "UPDATE users SET email = COALESCE($1, email), email_key = COALESCE($2, email_key), \
              username = COALESCE($3, username), fullname = COALESCE($4, fullname), \
              updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
@@ -541,9 +566,9 @@ impl Store for PostgresStore {
         .bind(p.username)
         .bind(p.fullname)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         row.as_ref()
             .map(user_from)
             .transpose()?
@@ -551,45 +576,46 @@ impl Store for PostgresStore {
     }
 
     async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool> {
-        let r =
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
-                .bind(new)
-                .bind(id)
-                .bind(old)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+        let r = self
+            .q("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind(new)
+            .bind(id)
+            .bind(old)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn set_password_hash(&self, id: Uuid, hash: &str) -> StoreResult<()> {
-        let r = sqlx::query(
+        let r = self.q(
             "UPDATE users SET password_hash = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
              WHERE id = $2",
         )
         .bind(hash)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         crate::found(r.rows_affected())
     }
 
     async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()> {
-        let r = sqlx::query(
-            "UPDATE users SET disabled = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
+        let r = self
+            .q(
+                "UPDATE users SET disabled = $1, updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
              WHERE id = $2",
-        )
-        .bind(disabled)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+            )
+            .bind(disabled)
+            .bind(id)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         crate::found(r.rows_affected())
     }
 
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
-        sqlx::query(
+        self.q(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
              idle_expires_at, absolute_expires_at, user_agent, ip) \
              VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8)",
@@ -602,9 +628,9 @@ impl Store for PostgresStore {
         .bind(s.absolute_expires_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(Session {
             id: s.id,
             user_id: s.user_id,
@@ -661,31 +687,30 @@ impl Store for PostgresStore {
         reason: RevokeReason,
         feed_until: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let row = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
-             WHERE id = $3 AND revoked_at IS NULL RETURNING id",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let mut tx = self.db.begin().await?;
+        let row = self
+            .q("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+             WHERE id = $3 AND revoked_at IS NULL RETURNING id")
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.db.err(e))?;
         let revoked = row.is_some();
         if revoked {
-            sqlx::query(LOCK_FEED)
+            self.q(LOCK_FEED)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
-            sqlx::query("INSERT INTO revocations (session_id, until) VALUES ($1, $2)")
+                .map_err(|e| self.db.err(e))?;
+            self.q("INSERT INTO revocations (session_id, until) VALUES ($1, $2)")
                 .bind(id)
                 .bind(feed_until)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.db.err(e))?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.db.err(e))?;
         Ok(revoked)
     }
 
@@ -697,54 +722,53 @@ impl Store for PostgresStore {
         reason: RevokeReason,
         feed_until: i64,
     ) -> StoreResult<Vec<Uuid>> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let rows = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+        let mut tx = self.db.begin().await?;
+        let rows = self
+            .q("UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
              WHERE user_id = $3 AND ($4::UUID IS NULL OR id <> $4) AND revoked_at IS NULL \
-             AND absolute_expires_at > $1 RETURNING id",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(user_id)
-        .bind(keep)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+             AND absolute_expires_at > $1 RETURNING id")
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(user_id)
+            .bind(keep)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.db.err(e))?;
         let ids = rows
             .iter()
             .map(|r| r.try_get::<Uuid, _>("id").map_err(map_err))
             .collect::<StoreResult<Vec<_>>>()?;
         if !ids.is_empty() {
-            sqlx::query(LOCK_FEED)
+            self.q(LOCK_FEED)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
-            sqlx::query(
+                .map_err(|e| self.db.err(e))?;
+            self.q(
                 "INSERT INTO revocations (session_id, until) SELECT id, $2 FROM UNNEST($1::UUID[]) AS t(id)",
             )
             .bind(&ids)
             .bind(feed_until)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(|e| self.db.err(e))?;
         Ok(ids)
     }
 
     async fn count_active_sessions(&self, now: i64) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = self.qs(
             "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND idle_expires_at > $1 AND absolute_expires_at > $1",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(n.max(0) as u64)
     }
 
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
-        let rows = sqlx::query(
+        let rows = self.q(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
              s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip \
              FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 \
@@ -752,9 +776,9 @@ impl Store for PostgresStore {
         )
         .bind(user_id)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         rows.iter().map(session_from).collect()
     }
 
@@ -764,16 +788,17 @@ impl Store for PostgresStore {
         now: i64,
         limit: u32,
     ) -> StoreResult<Vec<Revocation>> {
-        let rows = sqlx::query(
-            "SELECT seq, session_id, until FROM revocations WHERE seq > $1 AND until > $2 \
+        let rows = self
+            .q(
+                "SELECT seq, session_id, until FROM revocations WHERE seq > $1 AND until > $2 \
              ORDER BY seq LIMIT $3",
-        )
-        .bind(cursor)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+            )
+            .bind(cursor)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         rows.iter()
             .map(|r| {
                 Ok(Revocation {
@@ -786,18 +811,18 @@ impl Store for PostgresStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        let rows = sqlx::query(
+        let rows = self.q(
             "SELECT kid, alg, private_der, created_at, activates_at, retired_at FROM signing_keys \
              ORDER BY created_at, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         rows.iter().map(rows::key_from).collect()
     }
 
     async fn insert_key(&self, k: StoredKey) -> StoreResult<()> {
-        sqlx::query(
+        self.q(
             "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -807,9 +832,9 @@ impl Store for PostgresStore {
         .bind(k.created_at)
         .bind(k.activates_at)
         .bind(k.retired_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(())
     }
 
@@ -818,13 +843,13 @@ impl Store for PostgresStore {
         // once would both see no key and both insert. A transaction-level advisory
         // lock makes the check and the insert one step across every instance; it is
         // released by the commit (or by the rollback when the connection drops).
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        let mut tx = self.db.begin().await?;
+        self.q("SELECT pg_advisory_xact_lock($1)")
             .bind(FIRST_KEY_LOCK)
             .execute(&mut *tx)
             .await
-            .map_err(map_err)?;
-        let r = sqlx::query(
+            .map_err(|e| self.db.err(e))?;
+        let r = self.q(
             "INSERT INTO signing_keys (kid, alg, private_der, created_at, activates_at, retired_at) \
              SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS ( \
                SELECT 1 FROM signing_keys WHERE alg = $2 AND activates_at <= $7 \
@@ -839,26 +864,25 @@ impl Store for PostgresStore {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
+        tx.commit().await.map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn replace_key_private(&self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE signing_keys SET private_der = $1 WHERE kid = $2 AND private_der = $3",
-        )
-        .bind(new)
-        .bind(kid)
-        .bind(old)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let r = self
+            .q("UPDATE signing_keys SET private_der = $1 WHERE kid = $2 AND private_der = $3")
+            .bind(new)
+            .bind(kid)
+            .bind(old)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn record_audit(&self, e: AuditEvent) -> StoreResult<()> {
-        sqlx::query(
+        self.q(
             "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -869,65 +893,68 @@ impl Store for PostgresStore {
         .bind(&e.ip)
         .bind(&e.user_agent)
         .bind(&e.detail)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(())
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query(
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
+        let rows = self
+            .q(
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
              ORDER BY created_at, id LIMIT $1 OFFSET $2",
-        )
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+            )
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         rows.iter().map(user_from).collect()
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+        let n: i64 = self
+            .qs("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(n.max(0) as u64)
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        let r = self
+            .q("DELETE FROM users WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn retire_key(&self, kid: &str, at: i64) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
-        )
-        .bind(at)
-        .bind(kid)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let r = self
+            .q("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(at)
+            .bind(kid)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        let r = self
+            .q("DELETE FROM signing_keys WHERE kid = $1")
             .bind(kid)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn create_client(&self, c: Client) -> StoreResult<()> {
-        sqlx::query(
+        self.q(
             "INSERT INTO oauth_clients (id, name, secret_hash, grant_types, first_party, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -937,45 +964,46 @@ impl Store for PostgresStore {
         .bind(crate::join_grants(&c.grant_types))
         .bind(c.first_party)
         .bind(c.created_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         Ok(())
     }
 
     async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(
+        let row = self.q(
             "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         row.as_ref().map(rows::client_from).transpose()
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(
+        let rows = self.q(
             "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         rows.iter().map(rows::client_from).collect()
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+        let r = self
+            .q("DELETE FROM oauth_clients WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn throttle_hit(&self, key: &str, now: i64, window: i64) -> StoreResult<ThrottleState> {
         // SET expressions all see the row as it was, so both CASEs agree.
-        let row = sqlx::query(
+        let row = self.q(
             "INSERT INTO throttle (key, window_start, window_len, hits) VALUES ($1, $2, $3, 1) \
              ON CONFLICT(key) DO UPDATE SET \
                hits = CASE WHEN throttle.window_start + throttle.window_len <= excluded.window_start \
@@ -989,30 +1017,30 @@ impl Store for PostgresStore {
         .bind(key)
         .bind(now)
         .bind(window)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         rows::throttle_from(&row)
     }
 
     async fn throttle_peek(&self, key: &str, now: i64) -> StoreResult<Option<ThrottleState>> {
-        let row = sqlx::query(
+        let row = self.q(
             "SELECT hits, window_start + window_len AS ends FROM throttle WHERE key = $1 AND window_start + window_len > $2",
         )
         .bind(key)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         row.as_ref().map(rows::throttle_from).transpose()
     }
 
     async fn throttle_clear(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM throttle WHERE key = $1")
+        self.q("DELETE FROM throttle WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.db.err(e))?;
         Ok(())
     }
 
@@ -1024,35 +1052,37 @@ impl Store for PostgresStore {
     ) -> StoreResult<PruneReport> {
         // Separate short statements: a long prune must not hold the feed lock
         // that revocations wait for.
-        let sessions = sqlx::query(
+        let sessions = self.q(
             "DELETE FROM sessions WHERE absolute_expires_at < $1 OR idle_expires_at < $2 OR revoked_at < $3",
         )
         .bind(sessions_before)
         .bind(sessions_before)
         .bind(sessions_before)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(map_err)?
+        .map_err(|e| self.db.err(e))?
         .rows_affected();
-        let revocations = sqlx::query("DELETE FROM revocations WHERE until <= $1")
+        let revocations = self
+            .q("DELETE FROM revocations WHERE until <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.db.err(e))?
             .rows_affected();
-        let audit_events = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+        let audit_events = self
+            .q("DELETE FROM audit_events WHERE at < $1")
             .bind(audit_before)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.db.err(e))?
             .rows_affected();
-        let throttle_rows =
-            sqlx::query("DELETE FROM throttle WHERE window_start + window_len <= $1")
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
+        let throttle_rows = self
+            .q("DELETE FROM throttle WHERE window_start + window_len <= $1")
+            .bind(now)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?
+            .rows_affected();
         Ok(PruneReport {
             sessions,
             revocations,
@@ -1067,16 +1097,17 @@ impl Store for PostgresStore {
         since: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
+        let rows = self
+            .q(
+                "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
              WHERE at >= $1 AND ($2::UUID IS NULL OR user_id = $2) ORDER BY at, id LIMIT $3",
-        )
-        .bind(since)
-        .bind(user_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+            )
+            .bind(since)
+            .bind(user_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         rows.iter().map(audit_from).collect()
     }
 
@@ -1086,16 +1117,16 @@ impl Store for PostgresStore {
         since: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
+        let rows = self.q(
             "SELECT at, kind, user_id, session_id, ip, user_agent, detail FROM audit_events \
              WHERE at >= $1 AND ($2::UUID IS NULL OR user_id = $2) ORDER BY at DESC, id DESC LIMIT $3",
         )
         .bind(since)
         .bind(user_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.db.err(e))?;
         rows.iter().map(audit_from).collect()
     }
 }

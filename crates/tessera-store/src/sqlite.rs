@@ -72,7 +72,19 @@ impl SqliteStore {
     /// `acquire_timeout`: how long a request waits for a connection before the store
     /// reports itself unavailable.
     pub async fn open(url: &str, readers: u32, acquire_timeout: Duration) -> StoreResult<Self> {
-        Self::open_inner(url, readers, acquire_timeout, true).await
+        Self::open_inner(url, readers, acquire_timeout, true, None).await
+    }
+
+    /// [`SqliteStore::open`] with a ceiling on the database's size (`max_bytes`,
+    /// SQLite's `max_page_count` on every writing connection): a write that would
+    /// grow it further fails as `Unavailable`, as on a full disk, while reads go on.
+    pub async fn open_limited(
+        url: &str,
+        readers: u32,
+        acquire_timeout: Duration,
+        max_bytes: Option<u64>,
+    ) -> StoreResult<Self> {
+        Self::open_inner(url, readers, acquire_timeout, true, max_bytes).await
     }
 
     /// Opens an existing database as it is: creates no file and applies no
@@ -83,7 +95,7 @@ impl SqliteStore {
         readers: u32,
         acquire_timeout: Duration,
     ) -> StoreResult<Self> {
-        Self::open_inner(url, readers, acquire_timeout, false).await
+        Self::open_inner(url, readers, acquire_timeout, false, None).await
     }
 
     /// Opens the database, trying again for a while when the file is busy: servers
@@ -95,11 +107,12 @@ impl SqliteStore {
         readers: u32,
         acquire_timeout: Duration,
         migrate: bool,
+        max_bytes: Option<u64>,
     ) -> StoreResult<Self> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut attempt: u64 = 0;
         loop {
-            match Self::open_once(url, readers, acquire_timeout, migrate).await {
+            match Self::open_once(url, readers, acquire_timeout, migrate, max_bytes).await {
                 Err(StoreError::Unavailable(e))
                     if (e.contains("locked") || e.contains("busy"))
                         && std::time::Instant::now() < deadline =>
@@ -117,20 +130,23 @@ impl SqliteStore {
         readers: u32,
         acquire_timeout: Duration,
         migrate: bool,
+        max_bytes: Option<u64>,
     ) -> StoreResult<Self> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(crate::SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true)
             // Checkpoints run on the fast path's own thread (sqlite_fast.rs).
             .pragma("wal_autocheckpoint", "0");
-        let writer = SqlitePoolOptions::new()
+        // Opening and migrating may wait longer for the lock: instances starting
+        // together on one file take turns there.
+        let opening = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().busy_timeout(Duration::from_secs(5)))
             .await
             .map_err(map_err)?;
         if migrate {
@@ -138,10 +154,10 @@ impl SqliteStore {
             // together on one file can both try to apply the same migration; the
             // loser's transaction rolls back. Trying again then finds it applied.
             let mut attempt = 0;
-            while let Err(e) = migrator().run(&writer).await {
+            while let Err(e) = migrator().run(&opening).await {
                 attempt += 1;
                 if attempt == 20 {
-                    writer.close().await;
+                    opening.close().await;
                     return Err(StoreError::Other(format!("migration failed: {e}")));
                 }
                 tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
@@ -150,7 +166,7 @@ impl SqliteStore {
             let has_table: Option<String> = sqlx::query_scalar(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
             )
-            .fetch_optional(&writer)
+            .fetch_optional(&opening)
             .await
             .map_err(map_err)?;
             let applied = match has_table {
@@ -158,16 +174,39 @@ impl SqliteStore {
                 Some(_) => sqlx::query_scalar::<_, Option<i64>>(
                     "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
                 )
-                .fetch_one(&writer)
+                .fetch_one(&opening)
                 .await
                 .map_err(map_err)?,
             };
             let latest = MIGRATIONS.last().map_or(0, |m| m.0);
             if let Err(e) = crate::check_schema(applied, latest) {
-                writer.close().await;
+                opening.close().await;
                 return Err(e);
             }
         }
+        opening.close().await;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if let Some(bytes) = max_bytes {
+                        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        let pages = (bytes as i64 / page.max(512)).max(1);
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA max_page_count = {pages}"
+                        )))
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts.clone())
+            .await
+            .map_err(map_err)?;
         let file = opts.get_filename().to_path_buf();
         let in_memory = file.as_os_str().is_empty() || file == Path::new(":memory:");
         let reader = SqlitePoolOptions::new()
@@ -179,7 +218,7 @@ impl SqliteStore {
         let fast = if in_memory {
             None
         } else {
-            Some(Arc::new(FastPath::start(&file)?))
+            Some(Arc::new(FastPath::start(&file, max_bytes)?))
         };
         Ok(Self {
             writer,

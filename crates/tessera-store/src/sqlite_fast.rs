@@ -30,7 +30,6 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 256;
 /// Idle reader connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the checkpoint thread copies the write-ahead log into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -84,7 +83,7 @@ fn uuid(s: &str) -> rusqlite::Result<Uuid> {
 
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(crate::SQLITE_BUSY_TIMEOUT)?;
     // The checkpoint thread does this work (see the module's comment).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // The same settings sqlx gives its connections.
@@ -96,8 +95,19 @@ fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 impl FastPath {
     /// Starts the writer thread for the database file at `path` (already created
     /// and migrated, in WAL mode).
-    pub(crate) fn start(path: &Path) -> StoreResult<Self> {
+    /// `max_bytes` caps the database's size as on the sqlx writer.
+    pub(crate) fn start(path: &Path, max_bytes: Option<u64>) -> StoreResult<Self> {
         let writer_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
+        if let Some(bytes) = max_bytes {
+            let page: i64 = writer_conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .map_err(unavailable)?;
+            let pages = (bytes as i64 / page.max(512)).max(1);
+            // Setting it answers the value now in force.
+            let _: i64 = writer_conn
+                .pragma_update_and_check(None, "max_page_count", pages, |r| r.get(0))
+                .map_err(unavailable)?;
+        }
         let checkpoint_conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(unavailable)?;
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()

@@ -77,6 +77,19 @@ pub struct Config {
     pub database_min_connections: u32,
     /// How long a request waits for a database connection before answering 503.
     pub database_acquire_timeout: Span,
+    /// PostgreSQL: idle connections above `database_min_connections` are closed
+    /// after this long.
+    pub database_idle_timeout: Span,
+    /// PostgreSQL: `transaction` when a connection pooler in transaction mode
+    /// (PgBouncer `pool_mode = transaction`) sits between Tessera and the server.
+    pub database_pooler: Pooler,
+    /// PostgreSQL: judge time (expiry, grace windows, throttling) by the database
+    /// server's clock, so instances whose clocks disagree still agree.
+    pub database_clock: bool,
+    /// SQLite: the largest the database may grow (`512MiB`, `2GiB`, bytes); when it
+    /// is full, writes answer 503 and reads keep working. Unset: no limit.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub database_max_size: Option<String>,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -116,6 +129,48 @@ pub struct Sources {
     pub files: Vec<PathBuf>,
     /// Variables that look like settings but name none (`TESSERA_LISTN`).
     pub warnings: Vec<String>,
+}
+
+/// What sits between Tessera and PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// Direct connections (or a pooler in session mode).
+    #[default]
+    None,
+    /// A pooler in transaction mode: no session state, no named prepared statements.
+    Transaction,
+}
+
+/// Whether a database URL names PostgreSQL: a `postgres://` / `postgresql://` URL
+/// or libpq's keyword form (`host=a,b dbname=auth ...`).
+pub fn is_postgres_url(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || (!url.contains("://")
+            && !url.starts_with("sqlite:")
+            && url
+                .split_whitespace()
+                .any(|w| w.starts_with("host=") || w.starts_with("dbname=")))
+}
+
+/// A size such as `512MiB`, `2GiB`, `64MB` or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..digits].parse().ok()?;
+    let unit: u64 = match s[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 /// How log lines are written.
@@ -158,6 +213,10 @@ impl Default for Config {
             database_pool_size: 8,
             database_min_connections: 0,
             database_acquire_timeout: Span::from_secs(5),
+            database_idle_timeout: Span::from_secs(600),
+            database_pooler: Pooler::None,
+            database_clock: true,
+            database_max_size: None,
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
@@ -414,14 +473,14 @@ impl Config {
             return Err(bad("hash_workers", "at least 1"));
         }
         let database_url = self.database_url();
-        let postgres =
-            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        let postgres = is_postgres_url(&database_url);
         if !postgres && !database_url.starts_with("sqlite:") {
             return Err(bad(
                 "database_url",
-                "a sqlite:// URL (sqlite://./tessera-data/tessera.db) or a postgres:// URL",
+                "a sqlite:// URL (sqlite://./tessera-data/tessera.db), a postgres:// URL (hosts may be a list: postgres://u@h1,h2/db?target_session_attrs=read-write) or libpq keywords (host=h1,h2 dbname=db ...)",
             ));
         }
+        self.database_max_size_bytes()?;
         if postgres && self.refresh_token_secret.is_none() {
             // Every instance on a shared database must verify every other's refresh
             // tokens, and the secret must not live in the database it protects.
@@ -521,6 +580,20 @@ impl Config {
         })
     }
 
+    /// `database_max_size` in bytes (`None`: no limit).
+    pub fn database_max_size_bytes(&self) -> Result<Option<u64>, String> {
+        match self.database_max_size.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) => match parse_size(s) {
+                Some(n) if n >= 1 << 20 => Ok(Some(n)),
+                _ => Err(bad(
+                    "database_max_size (TESSERA_DATABASE_MAX_SIZE)",
+                    "a size such as 512MiB, 2GiB or a number of bytes (at least 1MiB)",
+                )),
+            },
+        }
+    }
+
     /// The effective configuration as TOML, secrets redacted, after the same
     /// checks as `serve`: the signing algorithm is the one actually used (HS256
     /// whenever `ACCESS_TOKEN_SECRET` is set).
@@ -591,6 +664,44 @@ fn is_loopback(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// libpq's keyword form with the value of `password=` (quoted or not) replaced.
+fn redact_keywords(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("password") {
+        let before_ok = at == 0 || rest[..at].ends_with(char::is_whitespace);
+        let after = rest[at + "password".len()..].trim_start();
+        if !before_ok || !after.starts_with('=') {
+            out.push_str(&rest[..at + "password".len()]);
+            rest = &rest[at + "password".len()..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        out.push_str("password=[redacted]");
+        let value = after[1..].trim_start();
+        rest = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut end = quoted.len();
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '\'' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            &quoted[end..]
+        } else {
+            &value[value.find(char::is_whitespace).unwrap_or(value.len())..]
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The log filter `serve` installs: the `log` setting (the default `info` with
@@ -791,7 +902,7 @@ fn origin_of(url: &str) -> String {
 /// contain one) and `password=` query parameters.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return redact_keywords(url);
     };
     let (main, query) = match rest.split_once('?') {
         Some((m, q)) => (m, Some(q)),
@@ -861,6 +972,14 @@ mod tests {
         assert_eq!(
             origin_of("https://id.example.com/base"),
             "https://id.example.com"
+        );
+        assert_eq!(
+            redact_keywords("host=a,b password='s e\\'cret' dbname=d"),
+            "host=a,b password=[redacted] dbname=d"
+        );
+        assert_eq!(
+            redact_url("host=a password=secret"),
+            "host=a password=[redacted]"
         );
         assert_eq!(
             redact_url("postgres://u:secret@h/db"),

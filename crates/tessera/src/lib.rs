@@ -185,6 +185,18 @@ fn create_private_db_file(url: &str) -> Result<(), String> {
     }
 }
 
+/// The PostgreSQL pool as configured.
+fn pg_settings(cfg: &Config) -> PgPoolSettings {
+    let secs = |s: tessera_core::Span| std::time::Duration::from_secs(s.secs().max(1));
+    PgPoolSettings {
+        max_connections: cfg.database_pool_size,
+        min_connections: cfg.database_min_connections,
+        acquire_timeout: secs(cfg.database_acquire_timeout),
+        idle_timeout: Some(secs(cfg.database_idle_timeout)),
+        transaction_pooler: cfg.database_pooler == config::Pooler::Transaction,
+    }
+}
+
 /// Opens the configured database (SQLite or PostgreSQL) and migrates it.
 pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, String> {
     let shown = config::redact_url(&v.database_url);
@@ -193,19 +205,15 @@ pub async fn open_store(cfg: &Config, v: &Validated) -> Result<Arc<dyn Store>, S
         prepare_data_dir(cfg)?;
         create_private_db_file(&v.database_url)?;
         let acquire = std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1));
-        let store = SqliteStore::open(&v.database_url, cfg.database_pool_size, acquire)
-            .await
-            .map_err(failed)?;
+        let max = cfg.database_max_size_bytes()?;
+        let store =
+            SqliteStore::open_limited(&v.database_url, cfg.database_pool_size, acquire, max)
+                .await
+                .map_err(failed)?;
         return Ok(Arc::new(store));
     }
-    let pool = PgPoolSettings {
-        max_connections: cfg.database_pool_size,
-        min_connections: cfg.database_min_connections,
-        acquire_timeout: std::time::Duration::from_secs(cfg.database_acquire_timeout.secs().max(1)),
-        ..PgPoolSettings::default()
-    };
     Ok(Arc::new(
-        PostgresStore::open(&v.database_url, pool)
+        PostgresStore::open(&v.database_url, pg_settings(cfg))
             .await
             .map_err(failed)?,
     ))
@@ -249,14 +257,8 @@ pub async fn open_existing_store(
             .map_err(failed)?;
         return Ok(Arc::new(store));
     }
-    let pool = PgPoolSettings {
-        max_connections: cfg.database_pool_size,
-        min_connections: cfg.database_min_connections,
-        acquire_timeout: acquire,
-        ..PgPoolSettings::default()
-    };
     Ok(Arc::new(
-        PostgresStore::open_existing(&v.database_url, pool)
+        PostgresStore::open_existing(&v.database_url, pg_settings(cfg))
             .await
             .map_err(failed)?,
     ))
@@ -334,6 +336,12 @@ pub async fn build_app(
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<App>, String), String> {
     let (secret, secret_source) = refresh_secret(cfg)?;
+    // On PostgreSQL every instance judges time by the database's clock.
+    let clock = if cfg.database_clock {
+        tessera_app::db_clock::follow_database(store.clone(), clock).await
+    } else {
+        clock
+    };
     let key_source = key_source(cfg, v, store.as_ref(), true).await?;
     let keys = tessera_app::load_key_set(store.as_ref(), &key_source, clock.now())
         .await

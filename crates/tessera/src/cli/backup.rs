@@ -32,7 +32,7 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+    crate::config::is_postgres_url(url)
 }
 
 /// Opens a new file readable and writable by its owner only; never replaces one.

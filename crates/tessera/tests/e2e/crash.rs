@@ -17,9 +17,15 @@ use tessera_core::RefreshTokenCodec;
 const CHAINS: usize = 16;
 
 /// A `tessera serve` process on `data`; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
+}
+
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -30,6 +36,11 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, database_url: Option<&str>) -> Server {
+    serve_env(data, database_url, &[])
+}
+
+/// [`serve`] with more settings in its environment.
+pub(crate) fn serve_env(data: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Server {
     let mut cmd = tessera();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -51,6 +62,7 @@ fn serve(data: &Path, database_url: Option<&str>) -> Server {
     if let Some(url) = database_url {
         cmd.env("TESSERA_DATABASE_URL", url);
     }
+    cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -63,12 +75,16 @@ fn serve(data: &Path, database_url: Option<&str>) -> Server {
 
 /// What one client of the storm saw: every refresh token it received, in order.
 #[derive(Default)]
-struct Chain {
-    tokens: Vec<String>,
+pub(crate) struct Chain {
+    pub(crate) tokens: Vec<String>,
     refusals: Vec<String>,
 }
 
-async fn refresh(http: &reqwest::Client, base: &str, token: &str) -> Option<(StatusCode, Value)> {
+pub(crate) async fn refresh(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> Option<(StatusCode, Value)> {
     let r = http
         .post(format!("{base}/v1/auth/refresh"))
         .json(&json!({"refresh_token": token, "delivery": "body"}))
@@ -132,7 +148,7 @@ fn storm(
 }
 
 /// Opens `CHAINS` sessions and returns their first refresh tokens.
-async fn open_chains(base: &str) -> Vec<Arc<Mutex<Chain>>> {
+pub(crate) async fn open_chains(base: &str) -> Vec<Arc<Mutex<Chain>>> {
     let http = reqwest::Client::new();
     let mut chains = Vec::new();
     for i in 0..CHAINS {
@@ -167,7 +183,7 @@ async fn open_chains(base: &str) -> Vec<Arc<Mutex<Chain>>> {
 /// whose answer the crash swallowed); the last token is honoured after the
 /// restart (as current, or as a grace replay of that swallowed rotation); and a
 /// token superseded before the crash is still reuse.
-async fn check_after_restart(
+pub(crate) async fn check_after_restart(
     base: &str,
     chains: &[Arc<Mutex<Chain>>],
     counter_in_db: impl AsyncFn(uuid::Uuid) -> u64,
@@ -216,6 +232,18 @@ async fn check_after_restart(
     let (status, body) = refresh(&http, base, old).await.unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "refresh_token_reused");
+}
+
+/// The counter PostgreSQL at `url` holds for session `sid`.
+pub(crate) async fn pg_counter(url: &str, sid: uuid::Uuid) -> u64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1")
+        .bind(sid)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n as u64
 }
 
 fn refusals(chains: &[Arc<Mutex<Chain>>]) -> Vec<String> {
@@ -287,17 +315,7 @@ async fn postgres_instance_killed_mid_storm_loses_and_repeats_no_rotation() {
             t.await.unwrap();
         }
         assert!(refusals(&chains).is_empty(), "{:?}", refusals(&chains));
-        check_after_restart(&a.base, &chains, async |sid| {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            let (n,): (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1")
-                .bind(sid)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-            n as u64
-        })
-        .await;
+        check_after_restart(&a.base, &chains, async |sid| pg_counter(&url, sid).await).await;
         drop(b);
     }
 }

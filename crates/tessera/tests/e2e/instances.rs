@@ -66,7 +66,7 @@ fn spawn_instance(url: &str) -> Instance {
 
 async fn counter_in_db(url: &str, sid: &str) -> i64 {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&direct_url(url)).await.unwrap();
     let row: (i64,) = sqlx::query_as("SELECT counter FROM sessions WHERE id = $1::uuid")
         .bind(sid)
         .fetch_one(&mut conn)
@@ -304,7 +304,8 @@ impl Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_database_gives_503_and_recovers_by_itself() {
     let Some(url) = pg_url() else { return };
-    let parsed: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    // Through a pooler, the relay sits between Tessera and the pooler.
+    let parsed: sqlx::postgres::PgConnectOptions = pooler_url().unwrap_or(url).parse().unwrap();
     let upstream = format!("{}:{}", parsed.get_host(), parsed.get_port());
     let relay = Relay::start(upstream.clone()).await;
     let s = TestServer::start_pg_with(|c| {

@@ -33,19 +33,26 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         login_limit_account_ip: "10000/1m".parse().unwrap(),
         register_limit_ip: "10000/1m".parse().unwrap(),
         refresh_limit_ip: "10000/1m".parse().unwrap(),
+        database_pooler: if pooler_url().is_some() {
+            tessera::config::Pooler::Transaction
+        } else {
+            tessera::config::Pooler::None
+        },
         ..Config::default()
     }
 }
 
-/// A PostgreSQL schema of its own for one test, dropped when the test ends.
+/// A PostgreSQL schema of its own for one test (a database of its own when the
+/// tests run through a pooler), dropped when the test ends.
 pub struct PgSchema {
     admin_url: String,
     name: String,
+    database: bool,
 }
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let (url, name, database) = (self.admin_url.clone(), self.name.clone(), self.database);
         // Drop runs outside async context guarantees; use a small runtime of its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -54,7 +61,11 @@ impl Drop for PgSchema {
                 .unwrap();
             rt.block_on(pg_admin(
                 &url,
-                format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+                if database {
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                } else {
+                    format!("DROP SCHEMA IF EXISTS {name} CASCADE")
+                },
             ));
         })
         .join();
@@ -91,11 +102,47 @@ pub fn pg_url() -> Option<String> {
     }
 }
 
+/// `TESSERA_TEST_PGBOUNCER_URL` (`postgres://user@host:port`, no database): the
+/// PostgreSQL tests then reach the server through this PgBouncer in transaction
+/// mode, each test in a database of its own (PgBouncer passes no `search_path`),
+/// and every server they start says `database_pooler = transaction`.
+pub fn pooler_url() -> Option<String> {
+    std::env::var("TESSERA_TEST_PGBOUNCER_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// The server itself for a URL `pg_schema` gave: with a pooler in between, the
+/// same database reached without it (for a test's own queries, which use named
+/// prepared statements a transaction pooler cannot carry).
+pub fn direct_url(url: &str) -> String {
+    match (pooler_url(), pg_url()) {
+        (Some(pooler), Some(server)) if url.starts_with(&pooler) => {
+            let db = url[pooler.len()..].trim_start_matches('/');
+            let base = &server[..server.rfind('/').unwrap_or(server.len())];
+            format!("{base}/{db}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Creates a fresh schema and returns a database URL whose connections use it.
 pub async fn pg_schema() -> Option<(String, Arc<PgSchema>)> {
     let url = pg_url()?;
     // Only hex digits after a fixed prefix: safe inside the statement.
     let name = format!("tessera_e2e_{}", uuid::Uuid::now_v7().simple());
+    if let Some(pooler) = pooler_url() {
+        pg_admin(&url, format!("CREATE DATABASE {name}")).await;
+        return Some((
+            format!("{pooler}/{name}"),
+            Arc::new(PgSchema {
+                admin_url: url,
+                name,
+                database: true,
+            }),
+        ));
+    }
     pg_admin(&url, format!("CREATE SCHEMA {name}")).await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options[search_path]={name}");
@@ -104,6 +151,7 @@ pub async fn pg_schema() -> Option<(String, Arc<PgSchema>)> {
         Arc::new(PgSchema {
             admin_url: url,
             name,
+            database: false,
         }),
     ))
 }
@@ -330,6 +378,9 @@ pub fn tessera() -> std::process::Command {
         {
             c.env_remove(k);
         }
+    }
+    if pooler_url().is_some() {
+        c.env("TESSERA_DATABASE_POOLER", "transaction");
     }
     c
 }
