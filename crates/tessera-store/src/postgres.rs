@@ -83,6 +83,11 @@ struct SessionRead {
 
 /// Batched session lookups in flight at once.
 const SESSION_READERS: usize = 4;
+/// Rotation batches in flight at once.
+const ROTATION_WRITERS: usize = 2;
+
+/// A queue several tasks take turns at.
+type Queue<T> = std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<T>>>;
 
 const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, \
      s.created_at AS s_created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, \
@@ -96,10 +101,7 @@ const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.coun
 /// round trips instead of one each. Each lookup is still sent after its request
 /// arrived, so it sees every commit made before then (a revocation by any
 /// instance included). `SESSION_READERS` readers take turns at the queue.
-async fn session_reader(
-    db: Db,
-    queue: std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<SessionRead>>>,
-) {
+async fn session_reader(db: Db, queue: Queue<SessionRead>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
@@ -136,34 +138,48 @@ struct Rotation {
 /// Most rotations applied by one statement.
 const MAX_BATCH: usize = 256;
 
-/// Group commit for rotations: one task takes every rotation that arrived while
-/// the previous batch ran and applies them with one statement — one round trip and
-/// one WAL flush for the lot. Each row is still its own compare-and-set
+/// Group commit for rotations: a writer takes every rotation that arrived while
+/// its previous batch ran and applies them with one statement — one round trip and
+/// one WAL flush for the lot. `ROTATION_WRITERS` writers take turns at the queue,
+/// so one batch is sent while another waits for its flush; a session named in
+/// two batches at once is updated by the first to commit (the other's
+/// compare-and-set then fails, as it must). Each row is still its own compare-and-set
 /// (`counter = from`); a caller is answered only after the statement committed.
 /// The statement goes through [`Db`] like every other: to the current primary,
 /// and a lost primary answers the whole batch `Unavailable` (none acknowledged).
-async fn rotation_batcher(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Rotation>) {
+async fn rotation_batcher(db: Db, queue: Queue<Rotation>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while queue.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ids: Vec<Uuid> = batch.iter().map(|r| r.id).collect();
         let froms: Vec<i64> = batch.iter().map(|r| r.from).collect();
         let nows: Vec<i64> = batch.iter().map(|r| r.now).collect();
         let idles: Vec<i64> = batch.iter().map(|r| r.idle_expires_at).collect();
         // A session named twice in one batch (two requests presenting the same
         // token) is updated once; RETURNING says which (id, from) pair won.
-        let result = sqlx::query(
-            "UPDATE sessions AS s SET counter = s.counter + 1, rotated_at = v.now, \
-             last_used_at = v.now, idle_expires_at = v.idle \
-             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, from_counter, now, idle) \
-             WHERE s.id = v.id AND s.counter = v.from_counter AND s.revoked_at IS NULL \
-             RETURNING s.id, v.from_counter",
-        )
-        .bind(&ids)
-        .bind(&froms)
-        .bind(&nows)
-        .bind(&idles)
-        .fetch_all(&db)
-        .await;
+        let mut attempts = 0;
+        let result = loop {
+            let result = sqlx::query(
+                "UPDATE sessions AS s SET counter = s.counter + 1, rotated_at = v.now, \
+                 last_used_at = v.now, idle_expires_at = v.idle \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, from_counter, now, idle) \
+                 WHERE s.id = v.id AND s.counter = v.from_counter AND s.revoked_at IS NULL \
+                 RETURNING s.id, v.from_counter",
+            )
+            .bind(&ids)
+            .bind(&froms)
+            .bind(&nows)
+            .bind(&idles)
+            .fetch_all(&db)
+            .await;
+            // Two batches naming the same sessions in another order can deadlock;
+            // PostgreSQL then rolls one back whole, which is safe to run again.
+            attempts += 1;
+            match &result {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("40P01") && attempts < 5 => {}
+                _ => break result,
+            }
+        };
         match result {
             Ok(rows) => {
                 let mut won: Vec<(Uuid, i64)> = rows
@@ -270,7 +286,10 @@ impl PostgresStore {
     /// readers running.
     fn with_db(db: Db) -> Self {
         let (rotations, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(rotation_batcher(db.clone(), queue));
+        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..ROTATION_WRITERS {
+            tokio::spawn(rotation_batcher(db.clone(), queue.clone()));
+        }
         let (session_reads, queue) = tokio::sync::mpsc::unbounded_channel();
         let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..SESSION_READERS {
