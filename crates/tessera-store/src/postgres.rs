@@ -1,6 +1,7 @@
 //! PostgreSQL: one pool for reads and writes; the database does the serialising.
 
 use crate::pg_conn::{Db, parse_target};
+use crate::rows::{audit_from, record_from, session_from, user_from};
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -362,55 +363,6 @@ async fn migrate(db: &Db) -> StoreResult<()> {
     result
 }
 
-fn audit_from(r: &PgRow) -> StoreResult<AuditEvent> {
-    Ok(AuditEvent {
-        at: r.try_get("at").map_err(map_err)?,
-        kind: r.try_get("kind").map_err(map_err)?,
-        user_id: r.try_get("user_id").map_err(map_err)?,
-        session_id: r.try_get("session_id").map_err(map_err)?,
-        ip: r.try_get("ip").map_err(map_err)?,
-        user_agent: r.try_get("user_agent").map_err(map_err)?,
-        detail: r.try_get("detail").map_err(map_err)?,
-    })
-}
-
-fn user_from(row: &PgRow) -> StoreResult<User> {
-    Ok(User {
-        id: row.try_get("id").map_err(map_err)?,
-        email: row.try_get("email").map_err(map_err)?,
-        username: row.try_get("username").map_err(map_err)?,
-        fullname: row.try_get("fullname").map_err(map_err)?,
-        created_at: row.try_get("created_at").map_err(map_err)?,
-        disabled: row.try_get("disabled").map_err(map_err)?,
-        legacy_id: row.try_get("legacy_id").map_err(map_err)?,
-    })
-}
-
-fn record_from(row: &PgRow) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        user: user_from(row)?,
-        password_hash: row.try_get("password_hash").map_err(map_err)?,
-    })
-}
-
-fn session_from(row: &PgRow) -> StoreResult<Session> {
-    let g = |c: &str| row.try_get::<i64, _>(c).map_err(map_err);
-    Ok(Session {
-        id: row.try_get("sid").map_err(map_err)?,
-        user_id: row.try_get("user_id").map_err(map_err)?,
-        client_id: row.try_get("client_id").map_err(map_err)?,
-        counter: g("counter")? as u64,
-        rotated_at: g("rotated_at")?,
-        created_at: g("s_created_at")?,
-        last_used_at: g("last_used_at")?,
-        idle_expires_at: g("idle_expires_at")?,
-        absolute_expires_at: g("absolute_expires_at")?,
-        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
-        user_agent: row.try_get("user_agent").map_err(map_err)?,
-        ip: row.try_get("ip").map_err(map_err)?,
-    })
-}
-
 /// Taken before a transaction adds revocation rows and held until it commits, so
 /// feed sequence numbers become visible in order: a reader paging by cursor can
 /// never pass a lower number that commits later. Reads are not blocked.
@@ -514,11 +466,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(|e| self.db.err(e))?
             {
-                existing.push(crate::ExistingUser {
-                    email_key: r.try_get("email_key").map_err(map_err)?,
-                    username: r.try_get("username").map_err(map_err)?,
-                    legacy_id: r.try_get("legacy_id").map_err(map_err)?,
-                });
+                existing.push(rows::existing_user_from(&r)?);
             }
         }
         if dry_run {
@@ -818,15 +766,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.db)
             .await
             .map_err(|e| self.db.err(e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Revocation {
-                    cursor: r.try_get("seq").map_err(map_err)?,
-                    session_id: r.try_get("session_id").map_err(map_err)?,
-                    until: r.try_get("until").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::revocation_from).collect()
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {

@@ -2,9 +2,15 @@
 //! so each mapping is written once, generic over the driver's row type.
 
 use crate::map_err;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use tessera_core::model::{Client, StoredKey, ThrottleState};
+use tessera_core::StoreError;
+use tessera_core::model::{
+    AuditEvent, Client, Revocation, Session, StoredKey, ThrottleState, User, UserRecord,
+};
 use tessera_core::store::StoreResult;
+use uuid::Uuid;
 
 /// `row.try_get(column)` with the domain's error.
 fn get<'r, R, T>(row: &'r R, column: &str) -> StoreResult<T>
@@ -63,5 +69,133 @@ where
     Ok(ThrottleState {
         hits: hits.clamp(0, u32::MAX as i64) as u32,
         window_ends_at: get(row, "ends")?,
+    })
+}
+
+/// A row's columns as the domain's types. Only ids differ between the backends
+/// (PostgreSQL has a `uuid` type, SQLite keeps them as text), so the mappings
+/// below are written once over this trait.
+pub(crate) trait DomainRow {
+    fn id(&self, column: &str) -> StoreResult<Uuid>;
+    fn opt_id(&self, column: &str) -> StoreResult<Option<Uuid>>;
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+}
+
+/// The columns both drivers decode alike.
+macro_rules! plain_columns {
+    () => {
+        fn text(&self, column: &str) -> StoreResult<String> {
+            get(self, column)
+        }
+        fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+            get(self, column)
+        }
+        fn int(&self, column: &str) -> StoreResult<i64> {
+            get(self, column)
+        }
+        fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
+            get(self, column)
+        }
+        fn flag(&self, column: &str) -> StoreResult<bool> {
+            get(self, column)
+        }
+    };
+}
+
+impl DomainRow for PgRow {
+    fn id(&self, column: &str) -> StoreResult<Uuid> {
+        get(self, column)
+    }
+    fn opt_id(&self, column: &str) -> StoreResult<Option<Uuid>> {
+        get(self, column)
+    }
+    plain_columns!();
+}
+
+/// An id SQLite keeps as text.
+pub(crate) fn parse_id(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Other(format!("corrupt id `{s}` in database")))
+}
+
+impl DomainRow for SqliteRow {
+    fn id(&self, column: &str) -> StoreResult<Uuid> {
+        parse_id(&self.text(column)?)
+    }
+    fn opt_id(&self, column: &str) -> StoreResult<Option<Uuid>> {
+        self.opt_text(column)?.as_deref().map(parse_id).transpose()
+    }
+    plain_columns!();
+}
+
+pub(crate) fn user_from(row: &impl DomainRow) -> StoreResult<User> {
+    Ok(User {
+        id: row.id("id")?,
+        email: row.text("email")?,
+        username: row.text("username")?,
+        fullname: row.text("fullname")?,
+        created_at: row.int("created_at")?,
+        disabled: row.flag("disabled")?,
+        legacy_id: row.opt_text("legacy_id")?,
+    })
+}
+
+pub(crate) fn record_from(row: &impl DomainRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        user: user_from(row)?,
+        password_hash: row.text("password_hash")?,
+    })
+}
+
+/// A session joined with its user: its own id as `sid`, its `created_at` as
+/// `s_created_at` (the user's columns keep their names).
+pub(crate) fn session_from(row: &impl DomainRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: row.id("sid")?,
+        user_id: row.id("user_id")?,
+        client_id: row.text("client_id")?,
+        counter: u64::try_from(row.int("counter")?)
+            .map_err(|_| StoreError::Other("negative session counter in database".into()))?,
+        rotated_at: row.int("rotated_at")?,
+        created_at: row.int("s_created_at")?,
+        last_used_at: row.int("last_used_at")?,
+        idle_expires_at: row.int("idle_expires_at")?,
+        absolute_expires_at: row.int("absolute_expires_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+        user_agent: row.opt_text("user_agent")?,
+        ip: row.opt_text("ip")?,
+    })
+}
+
+pub(crate) fn audit_from(row: &impl DomainRow) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        at: row.int("at")?,
+        kind: row.text("kind")?,
+        user_id: row.opt_id("user_id")?,
+        session_id: row.opt_id("session_id")?,
+        ip: row.opt_text("ip")?,
+        user_agent: row.opt_text("user_agent")?,
+        detail: row.opt_text("detail")?,
+    })
+}
+
+/// An entry of the revocation feed (`revocations` row, its sequence as `seq`).
+pub(crate) fn revocation_from(row: &impl DomainRow) -> StoreResult<Revocation> {
+    Ok(Revocation {
+        cursor: row.int("seq")?,
+        session_id: row.id("session_id")?,
+        until: row.int("until")?,
+    })
+}
+
+/// What an import compares a new record with.
+pub(crate) fn existing_user_from(row: &impl DomainRow) -> StoreResult<crate::ExistingUser> {
+    Ok(crate::ExistingUser {
+        email_key: row.text("email_key")?,
+        username: row.text("username")?,
+        legacy_id: row.opt_text("legacy_id")?,
     })
 }

@@ -1,13 +1,13 @@
 //! SQLite: one writer connection (SQLite serialises writers anyway) and a small
 //! pool of readers, in WAL mode so readers never wait for the writer.
 
+use crate::rows::{DomainRow, audit_from, record_from, session_from, user_from};
 use crate::sqlite_fast::FastPath;
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 use std::borrow::Cow;
@@ -245,60 +245,6 @@ impl SqliteStore {
     }
 }
 
-fn uuid(s: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(s).map_err(|_| StoreError::Other(format!("corrupt id `{s}` in database")))
-}
-
-fn audit_from(r: &SqliteRow) -> StoreResult<AuditEvent> {
-    let opt_uuid = |v: Option<String>| v.as_deref().map(uuid).transpose();
-    Ok(AuditEvent {
-        at: r.try_get("at").map_err(map_err)?,
-        kind: r.try_get("kind").map_err(map_err)?,
-        user_id: opt_uuid(r.try_get("user_id").map_err(map_err)?)?,
-        session_id: opt_uuid(r.try_get("session_id").map_err(map_err)?)?,
-        ip: r.try_get("ip").map_err(map_err)?,
-        user_agent: r.try_get("user_agent").map_err(map_err)?,
-        detail: r.try_get("detail").map_err(map_err)?,
-    })
-}
-
-fn user_from(row: &SqliteRow) -> StoreResult<User> {
-    Ok(User {
-        id: uuid(row.try_get("id").map_err(map_err)?)?,
-        email: row.try_get("email").map_err(map_err)?,
-        username: row.try_get("username").map_err(map_err)?,
-        fullname: row.try_get("fullname").map_err(map_err)?,
-        created_at: row.try_get("created_at").map_err(map_err)?,
-        disabled: row.try_get::<i64, _>("disabled").map_err(map_err)? != 0,
-        legacy_id: row.try_get("legacy_id").map_err(map_err)?,
-    })
-}
-
-fn record_from(row: &SqliteRow) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        user: user_from(row)?,
-        password_hash: row.try_get("password_hash").map_err(map_err)?,
-    })
-}
-
-fn session_from(row: &SqliteRow) -> StoreResult<Session> {
-    let g = |c: &str| row.try_get::<i64, _>(c).map_err(map_err);
-    Ok(Session {
-        id: uuid(row.try_get("sid").map_err(map_err)?)?,
-        user_id: uuid(row.try_get("user_id").map_err(map_err)?)?,
-        client_id: row.try_get("client_id").map_err(map_err)?,
-        counter: g("counter")? as u64,
-        rotated_at: g("rotated_at")?,
-        created_at: g("s_created_at")?,
-        last_used_at: g("last_used_at")?,
-        idle_expires_at: g("idle_expires_at")?,
-        absolute_expires_at: g("absolute_expires_at")?,
-        revoked_at: row.try_get("revoked_at").map_err(map_err)?,
-        user_agent: row.try_get("user_agent").map_err(map_err)?,
-        ip: row.try_get("ip").map_err(map_err)?,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
@@ -376,7 +322,7 @@ impl Store for SqliteStore {
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING id");
             for r in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
-                inserted.insert(uuid(r.try_get("id").map_err(map_err)?)?);
+                inserted.insert(r.id("id")?);
             }
         }
         let rest: Vec<&NewUser> = users.iter().filter(|u| !inserted.contains(&u.id)).collect();
@@ -404,11 +350,7 @@ impl Store for SqliteStore {
             }
             q.push(")");
             for r in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
-                existing.push(crate::ExistingUser {
-                    email_key: r.try_get("email_key").map_err(map_err)?,
-                    username: r.try_get("username").map_err(map_err)?,
-                    legacy_id: r.try_get("legacy_id").map_err(map_err)?,
-                });
+                existing.push(rows::existing_user_from(&r)?);
             }
         }
         if dry_run {
@@ -643,7 +585,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-            ids.push(uuid(&id)?);
+            ids.push(rows::parse_id(&id)?);
         }
         tx.commit().await.map_err(map_err)?;
         Ok(ids)
@@ -692,15 +634,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Revocation {
-                    cursor: r.try_get("seq").map_err(map_err)?,
-                    session_id: uuid(r.try_get("session_id").map_err(map_err)?)?,
-                    until: r.try_get("until").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::revocation_from).collect()
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
