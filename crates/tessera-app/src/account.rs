@@ -49,7 +49,7 @@ impl App {
         new_password: String,
         caller: &Caller,
     ) -> AppResult<()> {
-        validate::password(&new_password)
+        validate::new_password(&new_password, &[&user.email, &user.username])
             .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
         let wrong = || AppError::forbidden("the current password is incorrect");
         if current_password
@@ -112,7 +112,15 @@ impl App {
                 session: keep,
                 detail,
             };
-            app.end_sessions(ending, &caller).await
+            let ended = app.end_sessions(ending, &caller).await?;
+            // A reset link asked for before the change must not undo it.
+            app.store
+                .delete_account_tokens(user, tessera_core::TokenPurpose::ResetPassword)
+                .await?;
+            if let Err(e) = app.notify_password_changed(user).await {
+                tracing::warn!(error = %e, "could not queue the password-change notice");
+            }
+            Ok(ended)
         });
         writes.await.map_err(|_| AppError::overloaded())?
     }

@@ -426,6 +426,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             .collect();
         banner.push_str(&format!("\n  config:    read {}", files.join(", ")));
     }
+    banner.push_str(&format!("\n  mail:      {}", state.mailer.describe()));
     for w in &v.warnings {
         banner.push_str(&format!("\n  warning:   {w}"));
     }
@@ -455,6 +456,8 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             }
         }
     })];
+    // Mail queued by any instance (or before a restart) is delivered from here.
+    background.push(state.app.spawn_mail_delivery());
     background.push(tessera_app::housekeeping::spawn(
         store.clone(),
         state.clock.clone(),

@@ -29,7 +29,7 @@ pub struct RegisterBody {
         pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9_.-]{3,32}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     username: String,
-    /// 8 to 128 characters.
+    /// 8 to 128 characters, and not common or easy to guess (contract §5.1).
     #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// At most 128 characters and no control characters once surrounding whitespace

@@ -100,7 +100,7 @@ pub async fn patch_me(
 pub struct PasswordBody {
     /// A wrong one (or one over 128 characters) is answered 403.
     current_password: String,
-    /// 8 to 128 characters.
+    /// 8 to 128 characters, and not common or easy to guess (contract §5.1).
     #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }

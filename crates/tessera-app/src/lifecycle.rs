@@ -1,0 +1,421 @@
+//! The account lifecycle (contract §10): email verification, password reset,
+//! sign-up policy. Every mailed link carries a random single-use token of which
+//! only the SHA-256 is stored; it expires, and a newer link of the same kind
+//! replaces it.
+
+use crate::error::{AppError, AppResult};
+use crate::mail::Composed;
+use crate::throttle::Limit;
+use crate::{App, Caller};
+use aws_lc_rs::{digest, rand};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tessera_core::validate::{self, LoginKey};
+use tessera_core::{AccountToken, TokenPurpose, User};
+use uuid::Uuid;
+
+/// Who may create an account through `POST /v1/auth/register`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupPolicy {
+    /// Anyone.
+    #[default]
+    Open,
+    /// Whoever holds an invitation (`tessera user invite`).
+    Invite,
+    /// Nobody: operators create users (`tessera user add`).
+    Closed,
+}
+
+/// What becomes of an address that was never confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailVerification {
+    /// No verification mail is sent.
+    Off,
+    /// A mail is sent; signing in does not wait for it.
+    #[default]
+    Optional,
+    /// Login answers 403 `email_not_verified` until the address is confirmed.
+    Required,
+}
+
+/// How long each kind of link works.
+const VERIFY_TTL: i64 = 24 * 3_600;
+const RESET_TTL: i64 = 30 * 60;
+/// Links asked for per account (verification, reset), whatever the address.
+const MAIL_PER_ACCOUNT: Limit = Limit::new(3, 15 * 60);
+
+/// A fresh link token (64 hex digits) and the hash stored for it.
+fn new_token() -> AppResult<(String, String)> {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes).map_err(|_| AppError::internal())?;
+    let token = hex(&bytes);
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is stored for a token: its SHA-256, in hex.
+pub fn token_hash(token: &str) -> String {
+    hex(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A mail of a few paragraphs and, optionally, one link to follow.
+fn compose(subject: &str, paragraphs: &[String], link: Option<(&str, &str)>) -> Composed {
+    let mut text = String::new();
+    let mut html =
+        String::from("<!doctype html><html><body style=\"font-family:sans-serif;max-width:36em\">");
+    for p in paragraphs {
+        text.push_str(p);
+        text.push_str("\n\n");
+        html.push_str(&format!("<p>{}</p>", escape_html(p)));
+    }
+    if let Some((label, url)) = link {
+        text.push_str(&format!("{label}:\n{url}\n"));
+        html.push_str(&format!(
+            "<p><a href=\"{0}\">{1}</a></p><p style=\"color:#555\">{0}</p>",
+            escape_html(url),
+            escape_html(label)
+        ));
+    }
+    html.push_str("</body></html>");
+    Composed {
+        subject: subject.to_string(),
+        text,
+        html,
+    }
+}
+
+fn invalid_link() -> AppError {
+    AppError::invalid_link("this link is invalid or was already used; ask for a new one")
+}
+
+impl App {
+    /// The public URL of a page of this server.
+    fn page_url(&self, path: &str, token: &str) -> String {
+        format!(
+            "{}{path}?token={token}",
+            self.settings.issuer.trim_end_matches('/')
+        )
+    }
+
+    /// Stores a new link of `purpose` for `email`, replacing the user's earlier
+    /// ones of the same purpose; returns the token.
+    async fn issue_link(
+        &self,
+        purpose: TokenPurpose,
+        user: Option<Uuid>,
+        email: &str,
+        ttl: i64,
+    ) -> AppResult<String> {
+        if let Some(user) = user {
+            self.store.delete_account_tokens(user, purpose).await?;
+        }
+        let (token, hash) = new_token()?;
+        let now = self.now();
+        self.store
+            .insert_account_token(AccountToken {
+                hash,
+                purpose,
+                user_id: user,
+                email: email.to_string(),
+                created_at: now,
+                expires_at: now + ttl,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Uses up a link token of `purpose`: unknown, used, superseded, expired and
+    /// other-purpose tokens are refused (an expired one says so).
+    async fn use_link(&self, token: &str, purpose: TokenPurpose) -> AppResult<AccountToken> {
+        if token.len() != 64 {
+            return Err(invalid_link());
+        }
+        let hash = token_hash(token);
+        match self.store.get_account_token(&hash).await? {
+            Some(t) if t.purpose == purpose => {}
+            _ => return Err(invalid_link()),
+        }
+        let t = self
+            .store
+            .take_account_token(&hash)
+            .await?
+            .ok_or_else(invalid_link)?;
+        if t.expires_at <= self.now() {
+            return Err(AppError::invalid_link(
+                "this link has expired; ask for a new one",
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Mails `user` a link that confirms their current address (unless
+    /// verification is off).
+    pub(crate) async fn send_verification(&self, user: &User) -> AppResult<()> {
+        if self.settings.email_verification == EmailVerification::Off {
+            return Ok(());
+        }
+        let token = self
+            .issue_link(
+                TokenPurpose::VerifyEmail,
+                Some(user.id),
+                &user.email,
+                VERIFY_TTL,
+            )
+            .await?;
+        let url = self.page_url("/account/verify-email", &token);
+        let mail = compose(
+            "Confirm your email address",
+            &[
+                format!("Hello {},", user.username),
+                "please confirm that this is your email address. The link works once, for 24 hours.".into(),
+                "If you did not create an account, ignore this mail.".into(),
+            ],
+            Some(("Confirm my email address", &url)),
+        );
+        self.queue_mail(&user.email, mail).await
+    }
+
+    /// `POST /v1/me/email/verify`: mails a new verification link.
+    pub async fn request_verification(&self, user: &User, caller: &Caller) -> AppResult<()> {
+        if self.settings.email_verification == EmailVerification::Off {
+            return Err(AppError::invalid_request(
+                "email verification is off on this server",
+            ));
+        }
+        if user.email_verified {
+            return Err(AppError::invalid_request(
+                "the email address is already verified",
+            ));
+        }
+        self.throttle_ip("verify", self.settings.throttle.register_ip, caller)
+            .await?;
+        let key = format!("id:{}", user.id);
+        if !self
+            .throttle_account_mail("verify", &key, MAIL_PER_ACCOUNT, caller)
+            .await?
+        {
+            return Err(AppError::rate_limited(MAIL_PER_ACCOUNT.window.secs()));
+        }
+        self.send_verification(user).await
+    }
+
+    /// Confirms an address with the token of a verification link.
+    pub async fn confirm_email(&self, token: &str, caller: &Caller) -> AppResult<User> {
+        let t = self.use_link(token, TokenPurpose::VerifyEmail).await?;
+        let user = t.user_id.ok_or_else(invalid_link)?;
+        // A link for an address the user has since changed confirms nothing.
+        if !self
+            .store
+            .set_email_verified(user, &validate::email_key(&t.email), self.now())
+            .await?
+        {
+            return Err(invalid_link());
+        }
+        self.audit("email_verified", Some(user), None, caller, None)
+            .await;
+        let record = self.store.get_user(user).await?.ok_or_else(invalid_link)?;
+        Ok(record.user)
+    }
+
+    /// `POST /v1/auth/password/forgot`: mails a reset link if the address names an
+    /// account. The caller learns nothing either way: the answer comes before the
+    /// lookup, which runs on its own task.
+    pub async fn forgot_password(self: &Arc<Self>, email: &str, caller: &Caller) -> AppResult<()> {
+        let email = validate::email(email)?;
+        self.throttle_ip("forgot", self.settings.throttle.register_ip, caller)
+            .await?;
+        let app = self.clone();
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.send_reset_link(&email, &caller).await {
+                tracing::warn!(error = %e, "could not queue a password-reset mail");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_reset_link(&self, email: &str, caller: &Caller) -> AppResult<()> {
+        if !self
+            .throttle_account_mail("forgot", email, MAIL_PER_ACCOUNT, caller)
+            .await?
+        {
+            return Ok(());
+        }
+        let key = LoginKey::Email(validate::email_key(email));
+        let Some(record) = self.store.find_user_for_login(&key).await? else {
+            self.audit(
+                "password_reset_requested",
+                None,
+                None,
+                caller,
+                Some("unknown address".into()),
+            )
+            .await;
+            return Ok(());
+        };
+        let user = record.user;
+        if user.disabled {
+            return Ok(());
+        }
+        let token = self
+            .issue_link(
+                TokenPurpose::ResetPassword,
+                Some(user.id),
+                &user.email,
+                RESET_TTL,
+            )
+            .await?;
+        let url = self.page_url("/account/reset-password", &token);
+        let mail = compose(
+            "Reset your password",
+            &[
+                format!("Hello {},", user.username),
+                "someone (hopefully you) asked to reset the password of your account. The link works once, for 30 minutes; signing in everywhere ends when you use it.".into(),
+                "If it was not you, ignore this mail: your password stays as it is.".into(),
+            ],
+            Some(("Choose a new password", &url)),
+        );
+        self.queue_mail(&user.email, mail).await?;
+        self.audit(
+            "password_reset_requested",
+            Some(user.id),
+            None,
+            caller,
+            None,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// `POST /v1/auth/password/reset`: sets a new password with the token of a
+    /// reset link; every session of the user ends and a notice is mailed.
+    pub async fn reset_password(
+        self: &Arc<Self>,
+        token: &str,
+        new_password: String,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        validate::password(&new_password)
+            .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
+        let hash = token_hash(token);
+        // Check the password against the account before the token is used up, so a
+        // refused password leaves the link working.
+        let peek = match self.store.get_account_token(&hash).await? {
+            Some(t) if t.purpose == TokenPurpose::ResetPassword && token.len() == 64 => t,
+            _ => return Err(invalid_link()),
+        };
+        let user_id = peek.user_id.ok_or_else(invalid_link)?;
+        let record = self
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or_else(invalid_link)?;
+        validate::new_password(&new_password, &[&record.user.email, &record.user.username])
+            .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
+        if self.hasher.saturated() {
+            return Err(AppError::overloaded());
+        }
+        let t = self.use_link(token, TokenPurpose::ResetPassword).await?;
+        let password_hash = self.hasher.hash(new_password).await?;
+        self.replace_password(
+            user_id,
+            password_hash,
+            None,
+            Some("by reset link".into()),
+            caller.clone(),
+        )
+        .await?;
+        // Following the link proved the mailbox is the user's.
+        let _ = self
+            .store
+            .set_email_verified(user_id, &validate::email_key(&t.email), self.now())
+            .await;
+        Ok(())
+    }
+
+    /// Mails the user that their password changed (whoever changed it).
+    pub(crate) async fn notify_password_changed(&self, user: Uuid) -> AppResult<()> {
+        let Some(record) = self.store.get_user(user).await? else {
+            return Ok(());
+        };
+        let u = record.user;
+        let mail = compose(
+            "Your password was changed",
+            &[
+                format!("Hello {},", u.username),
+                "the password of your account was just changed, and every other sign-in was ended.".into(),
+                "If this was not you, reset your password at once and contact the operator of this service.".into(),
+            ],
+            None,
+        );
+        self.queue_mail(&u.email, mail).await
+    }
+
+    /// Refuses `POST /v1/auth/register` when the policy does not allow it.
+    pub(crate) fn check_signup_open(&self, caller: &Caller) -> AppResult<()> {
+        match self.settings.signup {
+            _ if caller.operator => Ok(()),
+            SignupPolicy::Open => Ok(()),
+            SignupPolicy::Invite => Err(AppError::new(
+                crate::ErrorKind::SignupClosed,
+                "sign-up needs an invitation on this server",
+            )),
+            SignupPolicy::Closed => Err(AppError::new(
+                crate::ErrorKind::SignupClosed,
+                "sign-up is closed on this server",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let (a, ha) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a), ha);
+        assert_ne!(ha, a);
+    }
+
+    #[test]
+    fn mails_escape_what_they_show() {
+        let m = compose(
+            "s",
+            &["<b>bob</b> & co".into()],
+            Some(("go", "https://x.example/?token=1&a=\"2\"")),
+        );
+        assert!(m.html.contains("&lt;b&gt;bob&lt;/b&gt; &amp; co"));
+        assert!(
+            m.html
+                .contains("href=\"https://x.example/?token=1&amp;a=&quot;2&quot;\"")
+        );
+        assert!(m.text.contains("https://x.example/?token=1&a=\"2\""));
+    }
+}
