@@ -51,6 +51,7 @@ pub struct RegisterBody {
     responses(
         (status = 201, description = "The new user", body = UserResponse),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule", body = ErrorBody),
+        (status = 403, description = "`signup_closed`: sign-up is closed or needs an invitation on this server", body = ErrorBody),
         (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
@@ -122,6 +123,7 @@ pub struct LoginBody {
             )),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, no login is given, or the login or password is too long", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: the login or password is incorrect (or the account is disabled)", body = ErrorBody),
+        (status = 403, description = "`email_not_verified`: the password is right, but this server requires a confirmed email address first", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: a login limit is spent", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),

@@ -3,6 +3,7 @@
 //! `/openapi.json`, so adding a documented path is one line.
 
 mod auth;
+mod lifecycle;
 mod me;
 mod meta;
 mod oauth;
@@ -26,6 +27,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::logout))
         .routes(routes!(me::get_me, me::patch_me))
         .routes(routes!(me::change_password))
+        .routes(routes!(lifecycle::confirm_email))
+        .routes(routes!(lifecycle::request_verification))
+        .routes(routes!(lifecycle::forgot_password))
+        .routes(routes!(lifecycle::reset_password))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))
         .routes(routes!(meta::revocations))
@@ -94,6 +99,10 @@ mod tests {
             ("get /v1/me", "get_me"),
             ("patch /v1/me", "update_me"),
             ("post /v1/me/password", "change_password"),
+            ("post /v1/auth/email/confirm", "confirm_email"),
+            ("post /v1/me/email/verify", "request_email_verification"),
+            ("post /v1/auth/password/forgot", "forgot_password"),
+            ("post /v1/auth/password/reset", "reset_password"),
             ("get /v1/me/sessions", "list_sessions"),
             ("delete /v1/me/sessions/{id}", "revoke_session"),
             ("get /v1/revocations", "revocations"),

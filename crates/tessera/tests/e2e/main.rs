@@ -10,6 +10,8 @@ mod crash;
 mod hostile;
 mod instances;
 mod keys;
+mod lifecycle;
+mod mailbox;
 mod migrate;
 mod oauth;
 mod openapi;

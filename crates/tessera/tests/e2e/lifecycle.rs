@@ -1,0 +1,466 @@
+//! The account lifecycle (contract §10) end to end: the password policy, the
+//! sign-up policy, and mail delivered over real SMTP to `aiosmtpd` (mailbox.rs):
+//! email verification, password reset, SMTP outages and restarts with mail queued.
+
+use crate::mailbox::{SmtpServer, read_maildir, smtp_ready};
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tessera_app::{EmailVerification, SignupPolicy};
+
+async fn register_with(s: &TestServer, name: &str, password: &str) -> reqwest::Response {
+    s.post(
+        "/v1/auth/register",
+        json!({"email": format!("{name}@example.com"), "username": name, "password": password}),
+    )
+    .await
+}
+
+fn claims(access: &str) -> Value {
+    use base64::Engine;
+    let payload = access.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn common_and_guessable_passwords_are_refused_with_the_reason() {
+    let s = TestServer::start().await;
+    for weak in ["password123", "qwertyuiop", "11111111", "ada12345"] {
+        let body = expect_error(
+            register_with(&s, "ada", weak).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
+        let d = body["error_description"].as_str().unwrap();
+        assert!(d.contains("too common or too easy to guess"), "{weak}: {d}");
+        assert!(
+            !d.contains(weak),
+            "the description never echoes the password"
+        );
+    }
+    expect_error(
+        register_with(&s, "ada", "short").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(
+        register_with(&s, "ada", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    // A change to a weak password is refused too, and the old one keeps working.
+    let t = s.login("ada").await;
+    let r = s
+        .http
+        .post(s.url("/v1/me/password"))
+        .bearer_auth(&t.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "iloveyou1"}))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("new_password:")
+    );
+    s.login("ada").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_or_invite_only_sign_up_refuses_registration_but_operators_still_add_users() {
+    for policy in [SignupPolicy::Closed, SignupPolicy::Invite] {
+        let s = TestServer::start_with(|c| c.signup = policy).await;
+        expect_error(
+            register_with(&s, "bob", PASSWORD).await,
+            StatusCode::FORBIDDEN,
+            "signup_closed",
+        )
+        .await;
+        let caller = tessera_app::Caller::operator();
+        s.state()
+            .app
+            .sign_up("bob@example.com", "bob", PASSWORD.into(), "", &caller)
+            .await
+            .expect("operators create users whatever the policy");
+        s.login("bob").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_smtp_mails_are_written_to_the_outbox() {
+    let s = TestServer::start().await;
+    assert!(
+        s.running.as_ref().unwrap().banner.contains("outbox"),
+        "the banner says where mail goes"
+    );
+    s.register("olga").await;
+    let outbox = s.cfg.data_dir.join("outbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mail = loop {
+        if let Some(m) = read_maildir(&outbox).pop() {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no .eml in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(mail.to.contains("olga@example.com"));
+    assert!(mail.body.contains("text/plain") && mail.body.contains("text/html"));
+    // The link uses the configured issuer.
+    let issuer = s.state().app.settings.issuer.clone();
+    assert!(
+        mail.body
+            .contains(&format!("{issuer}/account/verify-email?token="))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_verification_blocks_login_until_the_mailed_link_is_followed() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(smtp.url());
+        c.email_verification = EmailVerification::Required;
+    })
+    .await;
+    assert!(s.running.as_ref().unwrap().banner.contains(&smtp.url()));
+    s.register("vera").await;
+    let login = json!({"login": "vera", "password": PASSWORD, "delivery": "body"});
+    expect_error(
+        s.post("/v1/auth/login", login.clone()).await,
+        StatusCode::FORBIDDEN,
+        "email_not_verified",
+    )
+    .await;
+    // A wrong password still says only that the credentials are wrong.
+    expect_error(
+        s.post(
+            "/v1/auth/login",
+            json!({"login": "vera", "password": "not the password"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let mail = smtp.wait_for("vera@example.com", 1).await;
+    assert_eq!(mail.subject, "Confirm your email address");
+    let token = mail.token("/account/verify-email");
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": token}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user"]["email_verified"],
+        true
+    );
+    // Single use.
+    expect_error(
+        s.post("/v1/auth/email/confirm", json!({"token": token}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+    let t = Tokens::from(
+        s.post("/v1/auth/login", login)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(claims(&t.access)["email_verified"], true);
+    let me: Value = s.get_auth("/v1/me", &t.access).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    let info: Value = s
+        .get_auth("/oauth/userinfo", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email_verified"], true);
+    // Asking again once verified is refused.
+    let r = s
+        .http
+        .post(s.url("/v1/me/email/verify"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_verification_link_replaces_the_old_and_changing_the_address_unverifies() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
+    let t = s.user("nico").await;
+    assert_eq!(claims(&t.access)["email_verified"], false);
+    let first = smtp
+        .wait_for("nico@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    let r = s
+        .http
+        .post(s.url("/v1/me/email/verify"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let second = smtp
+        .wait_for("nico@example.com", 2)
+        .await
+        .token("/account/verify-email");
+    expect_error(
+        s.post("/v1/auth/email/confirm", json!({"token": first}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": second}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .patch(s.url("/v1/me"))
+        .bearer_auth(&t.access)
+        .json(&json!({"email": "nico@elsewhere.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user"]["email_verified"],
+        false
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_reset_works_once_ends_every_session_and_says_nothing_about_unknown_addresses() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(smtp.url());
+        c.email_verification = EmailVerification::Off;
+    })
+    .await;
+    s.register("rosa").await;
+    let (a, b) = (s.login("rosa").await, s.login("rosa").await);
+
+    // Unknown and known addresses get the same answer; only the known one gets mail.
+    let unknown = s
+        .post(
+            "/v1/auth/password/forgot",
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
+    let known = s
+        .post(
+            "/v1/auth/password/forgot",
+            json!({"email": "ROSA@example.com"}),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::ACCEPTED);
+    assert_eq!(known.status(), StatusCode::ACCEPTED);
+    assert_eq!(unknown.text().await.unwrap(), known.text().await.unwrap());
+    let mail = smtp.wait_for("rosa@example.com", 1).await;
+    assert_eq!(mail.subject, "Reset your password");
+    assert_eq!(smtp.count_to("nobody@example.com"), 0);
+    let token = mail.token("/account/reset-password");
+
+    // A refused password leaves the link working.
+    let weak = s
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": "password1"}),
+        )
+        .await;
+    expect_error(weak, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let new_password = "a brand new tessera secret";
+    let r = s
+        .post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": new_password}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Every session ended; the new password works, the old one does not.
+    for t in [&a, &b] {
+        expect_error(
+            s.refresh(&t.refresh).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+        )
+        .await;
+        assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    }
+    s.login_with("rosa", new_password).await;
+    expect_error(
+        s.post(
+            "/v1/auth/login",
+            json!({"login": "rosa", "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    // Single use, and a notice follows.
+    expect_error(
+        s.post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": "yet another tessera secret"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+    let notice = smtp.wait_for("rosa@example.com", 2).await;
+    assert_eq!(notice.subject, "Your password was changed");
+
+    // A link expires after 30 minutes, and a newer link replaces an older one.
+    s.post(
+        "/v1/auth/password/forgot",
+        json!({"email": "rosa@example.com"}),
+    )
+    .await;
+    let older = smtp
+        .wait_for("rosa@example.com", 3)
+        .await
+        .token("/account/reset-password");
+    s.post(
+        "/v1/auth/password/forgot",
+        json!({"email": "rosa@example.com"}),
+    )
+    .await;
+    let newer = smtp
+        .wait_for("rosa@example.com", 4)
+        .await
+        .token("/account/reset-password");
+    let reset = |token: String| {
+        s.post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": "the third tessera secret"}),
+        )
+    };
+    expect_error(reset(older).await, StatusCode::BAD_REQUEST, "invalid_link").await;
+    s.clock.advance(31 * 60);
+    let body = expect_error(reset(newer).await, StatusCode::BAD_REQUEST, "invalid_link").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_mails_a_notice_and_voids_earlier_reset_links() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(smtp.url());
+        c.email_verification = EmailVerification::Off;
+    })
+    .await;
+    let t = s.user("paul").await;
+    s.post(
+        "/v1/auth/password/forgot",
+        json!({"email": "paul@example.com"}),
+    )
+    .await;
+    let token = smtp
+        .wait_for("paul@example.com", 1)
+        .await
+        .token("/account/reset-password");
+    let r = s
+        .http
+        .post(s.url("/v1/me/password"))
+        .bearer_auth(&t.access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "paul's new tessera secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        smtp.wait_for("paul@example.com", 2).await.subject,
+        "Your password was changed"
+    );
+    expect_error(
+        s.post(
+            "/v1/auth/password/reset",
+            json!({"token": token, "new_password": "an attacker's tessera secret"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queued_while_smtp_is_down_arrives_when_it_is_back_even_across_a_restart() {
+    if !smtp_ready() {
+        return;
+    }
+    let port = free_port();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.email_verification = EmailVerification::Off;
+    })
+    .await;
+    s.register("dora").await;
+    s.register("emil").await;
+    s.post(
+        "/v1/auth/password/forgot",
+        json!({"email": "dora@example.com"}),
+    )
+    .await;
+    // The first attempt fails (nothing listens); the mail stays queued.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        s.state().app.store.count_mail().await.unwrap(),
+        1,
+        "a failed delivery keeps the mail"
+    );
+
+    // A restart while SMTP is still down, and a second mail queued after it.
+    let s = s.restart().await;
+    s.post(
+        "/v1/auth/password/forgot",
+        json!({"email": "emil@example.com"}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(s.state().app.store.count_mail().await.unwrap(), 2);
+
+    // SMTP comes back; once the retry is due both arrive.
+    let smtp = SmtpServer::start_on(port);
+    s.clock.advance(120);
+    let dora = smtp.wait_for("dora@example.com", 1).await;
+    let emil = smtp.wait_for("emil@example.com", 1).await;
+    assert_eq!(dora.subject, "Reset your password");
+    assert_eq!(emil.subject, "Reset your password");
+    assert_eq!(s.state().app.store.count_mail().await.unwrap(), 0);
+}
