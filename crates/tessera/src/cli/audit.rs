@@ -19,7 +19,15 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
     ("login_ok", "a password login succeeded"),
     (
         "login_failed",
-        "a login was refused (wrong password, unknown or disabled user)",
+        "a login was refused (wrong password, unknown or disabled user, email not verified)",
+    ),
+    (
+        "email_verified",
+        "an email address was confirmed through a mailed link",
+    ),
+    (
+        "password_reset_requested",
+        "a password-reset link was asked for (detail: unknown address when none was sent)",
     ),
     ("throttled", "a request was refused by a rate limit"),
     (
@@ -29,7 +37,7 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
     ("logout", "a session ended by logout or token revocation"),
     (
         "password_changed",
-        "a password was changed or set; other sessions ended",
+        "a password was changed, set or reset by link; other sessions ended",
     ),
     (
         "password_change_failed",
