@@ -18,7 +18,7 @@ mod error;
 pub mod hashing;
 pub mod housekeeping;
 mod keys;
-mod lifecycle;
+pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 mod sessions;

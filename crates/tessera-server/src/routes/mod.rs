@@ -11,6 +11,7 @@ pub(crate) mod openapi;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::pages;
 use axum::Router;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -45,6 +46,18 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(oauth::openid_configuration))
         .routes(routes!(oauth::oauth_authorization_server))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(
+            pages::account::verify_email_page,
+            pages::account::verify_email_submit
+        ))
+        .routes(routes!(
+            pages::account::forgot_password_page,
+            pages::account::forgot_password_submit
+        ))
+        .routes(routes!(
+            pages::account::reset_password_page,
+            pages::account::reset_password_submit
+        ))
 }
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -124,6 +137,15 @@ mod tests {
                 "oauth_authorization_server",
             ),
             ("get /openapi.json", "openapi"),
+            ("get /account/verify-email", "page_verify_email"),
+            ("post /account/verify-email", "page_verify_email_submit"),
+            ("get /account/forgot-password", "page_forgot_password"),
+            (
+                "post /account/forgot-password",
+                "page_forgot_password_submit",
+            ),
+            ("get /account/reset-password", "page_reset_password"),
+            ("post /account/reset-password", "page_reset_password_submit"),
         ];
         let expected: std::collections::BTreeMap<String, String> = expected
             .iter()

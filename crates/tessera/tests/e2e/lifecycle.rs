@@ -464,3 +464,131 @@ async fn mail_queued_while_smtp_is_down_arrives_when_it_is_back_even_across_a_re
     assert_eq!(emil.subject, "Reset your password");
     assert_eq!(s.state().app.store.count_mail().await.unwrap(), 0);
 }
+
+/// The newest mail to `to` in the outbox (no SMTP configured), waiting for it.
+async fn outbox_mail(s: &TestServer, to: &str, n: usize) -> crate::mailbox::Mail {
+    let outbox = s.cfg.data_dir.join("outbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mine: Vec<_> = read_maildir(&outbox)
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .collect();
+        if mine.len() >= n {
+            return mine[n - 1].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail #{n} to {to}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_confirm_an_address_and_reset_a_password_without_javascript() {
+    let s = TestServer::start().await;
+    let issuer = s.state().app.settings.issuer.clone();
+    let t = s.user("pia").await;
+    let post_form = |path: &str, form: &[(&str, &str)], origin: &str| {
+        s.http
+            .post(s.url(path))
+            .header("origin", origin)
+            .form(form)
+            .send()
+    };
+    // Confirm: the link opens a page with a button; the button confirms.
+    let token = outbox_mail(&s, "pia@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    let page = s
+        .http
+        .get(s.url(&format!("/account/verify-email?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\" action=\"/account/verify-email\">"));
+    assert!(!html.contains("<script"), "no JavaScript");
+    let done = post_form("/account/verify-email", &[("token", &token)], &issuer)
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(
+        done.text()
+            .await
+            .unwrap()
+            .contains("pia@example.com is confirmed")
+    );
+    let me: Value = s.get_auth("/v1/me", &t.access).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+
+    // Forgot, then reset through the pages; a form from another site is refused.
+    let r = post_form(
+        "/account/forgot-password",
+        &[("email", "pia@example.com")],
+        "https://evil.example",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_form(
+        "/account/forgot-password",
+        &[("email", "pia@example.com")],
+        &issuer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Check your mail"));
+    let token = outbox_mail(&s, "pia@example.com", 2)
+        .await
+        .token("/account/reset-password");
+    let page = s
+        .http
+        .get(s.url(&format!("/account/reset-password?token={token}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<label for=\"new_password\">New password</label>"));
+    // A weak password: the reason, and the form again with the same link.
+    let weak = post_form(
+        "/account/reset-password",
+        &[("token", &token), ("new_password", "password123")],
+        &issuer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
+    let html = weak.text().await.unwrap();
+    assert!(html.contains("too common or too easy to guess"));
+    assert!(html.contains(&token));
+    let ok = post_form(
+        "/account/reset-password",
+        &[
+            ("token", &token),
+            ("new_password", "pia's page-made secret"),
+        ],
+        &issuer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    s.login_with("pia", "pia's page-made secret").await;
+    // Used: the page says so.
+    let again = post_form(
+        "/account/reset-password",
+        &[
+            ("token", &token),
+            ("new_password", "pia's other page secret"),
+        ],
+        &issuer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(again.text().await.unwrap().contains("already used"));
+}
