@@ -94,11 +94,11 @@ pub async fn verify_email_submit(
 ) -> Response {
     let title = "Confirm your email address";
     if let Err(r) = same_site(&headers, &state) {
-        return r;
+        return *r;
     }
     let f: TokenForm = match read_form(&body, title) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.app.confirm_email(&f.token, &client).await {
         Ok(user) => page(
@@ -171,11 +171,11 @@ pub async fn forgot_password_submit(
 ) -> Response {
     let title = "Forgot your password?";
     if let Err(r) = same_site(&headers, &state) {
-        return r;
+        return *r;
     }
     let f: ForgotForm = match read_form(&body, title) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state.app.forgot_password(&f.email, &client).await {
         Ok(()) => page(
@@ -254,11 +254,11 @@ pub async fn reset_password_submit(
 ) -> Response {
     let title = "Choose a new password";
     if let Err(r) = same_site(&headers, &state) {
-        return r;
+        return *r;
     }
     let f: ResetForm = match read_form(&body, title) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state
         .app

@@ -100,18 +100,18 @@ pub(crate) fn input(id: &str, label: &str, kind: &str, attrs: &str, hint: Option
 
 /// Cross-site form posts are refused (the same rule as the JSON API's cookie
 /// writes): a page of another site cannot submit these forms.
-pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> Result<(), Response> {
+pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> Result<(), Box<Response>> {
     if cookies::same_origin(headers, &state.http.trusted_origins) {
         Ok(())
     } else {
-        Err(page(
+        Err(Box::new(page(
             StatusCode::FORBIDDEN,
             "Request refused",
             Notice::Error(
                 "This form was sent from another site. Open the page from its link and try again.",
             ),
             "",
-        ))
+        )))
     }
 }
 
@@ -119,13 +119,13 @@ pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> Result<(), Res
 pub(crate) fn read_form<T: serde::de::DeserializeOwned>(
     body: &[u8],
     title: &str,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
-        page(
+        Box::new(page(
             StatusCode::BAD_REQUEST,
             title,
             Notice::Error("The form was incomplete. Open the page from its link and try again."),
             "",
-        )
+        ))
     })
 }
