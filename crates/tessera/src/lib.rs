@@ -417,6 +417,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         v.server.issuer,
         config::redact_url(&v.database_url)
     );
+    banner.push_str(&format!("\n  mail:      {}", state.mailer.describe()));
     if !cfg.sources.files.is_empty() {
         let files: Vec<String> = cfg
             .sources
@@ -426,7 +427,6 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             .collect();
         banner.push_str(&format!("\n  config:    read {}", files.join(", ")));
     }
-    banner.push_str(&format!("\n  mail:      {}", state.mailer.describe()));
     for w in &v.warnings {
         banner.push_str(&format!("\n  warning:   {w}"));
     }
