@@ -6,7 +6,7 @@ use crate::sessions::{Ending, SessionSet};
 use crate::{App, Caller, Issued};
 use tessera_core::model::{NewSession, NewUser, RevokeReason};
 use tessera_core::validate::{self, LoginKey};
-use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
+use tessera_core::{RefreshDecision, RejectReason, Session, StoreError, User, decide};
 use tessera_jose::{AccessClaims, TokenError};
 use uuid::Uuid;
 
@@ -85,18 +85,21 @@ impl App {
                 .await?;
         }
         let password_hash = self.hasher.hash(password).await?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                id: Uuid::now_v7(),
-                email,
-                username,
-                fullname,
-                password_hash,
-                created_at: self.now(),
-                legacy_id: None,
-            })
-            .await?;
+        let new_user = NewUser {
+            id: Uuid::now_v7(),
+            email,
+            username,
+            fullname,
+            password_hash,
+            created_at: self.now(),
+            legacy_id: None,
+        };
+        let user = match self.store.create_user(new_user.clone()).await {
+            Err(StoreError::Conflict("email")) if self.hides_taken_addresses(caller) => {
+                return self.answer_taken_address(new_user, caller).await;
+            }
+            other => other?,
+        };
         let detail = caller.operator.then(|| "by operator".to_string());
         self.audit("register", Some(user.id), None, caller, detail)
             .await;

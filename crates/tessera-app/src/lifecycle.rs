@@ -5,13 +5,15 @@
 
 use crate::error::{AppError, AppResult};
 use crate::mail::Composed;
+use crate::sessions::{Ending, SessionSet};
 use crate::throttle::Limit;
 use crate::{App, Caller};
 use aws_lc_rs::{digest, rand};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tessera_core::model::{NewUser, RevokeReason, UserPatch};
 use tessera_core::validate::{self, LoginKey};
-use tessera_core::{AccountToken, TokenPurpose, User};
+use tessera_core::{AccountToken, Session, StoreError, TokenPurpose, User};
 use uuid::Uuid;
 
 /// Who may create an account through `POST /v1/auth/register`.
@@ -43,6 +45,8 @@ pub enum EmailVerification {
 /// How long each kind of link works.
 const VERIFY_TTL: i64 = 24 * 3_600;
 const RESET_TTL: i64 = 30 * 60;
+/// How recent a sign-in stands in for the current password (seconds).
+pub const RECENT_SIGN_IN: i64 = 5 * 60;
 /// Links asked for per account (verification, reset), whatever the address.
 const MAIL_PER_ACCOUNT: Limit = Limit::new(3, 15 * 60);
 
@@ -146,15 +150,15 @@ impl App {
         Ok(token)
     }
 
-    /// Uses up a link token of `purpose`: unknown, used, superseded, expired and
+    /// Uses up a link token of one of `purposes`: unknown, used, superseded, expired and
     /// other-purpose tokens are refused (an expired one says so).
-    async fn use_link(&self, token: &str, purpose: TokenPurpose) -> AppResult<AccountToken> {
+    async fn use_link(&self, token: &str, purposes: &[TokenPurpose]) -> AppResult<AccountToken> {
         if token.len() != 64 {
             return Err(invalid_link());
         }
         let hash = token_hash(token);
         match self.store.get_account_token(&hash).await? {
-            Some(t) if t.purpose == purpose => {}
+            Some(t) if purposes.contains(&t.purpose) => {}
             _ => return Err(invalid_link()),
         }
         let t = self
@@ -221,10 +225,21 @@ impl App {
         self.send_verification(user).await
     }
 
-    /// Confirms an address with the token of a verification link.
+    /// Confirms an address with the token of a verification link, or of an
+    /// email-change link: then the new address replaces the old one (409 if it was
+    /// taken meanwhile), links mailed to the old one stop working, and the old one
+    /// is told.
     pub async fn confirm_email(&self, token: &str, caller: &Caller) -> AppResult<User> {
-        let t = self.use_link(token, TokenPurpose::VerifyEmail).await?;
+        let t = self
+            .use_link(
+                token,
+                &[TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail],
+            )
+            .await?;
         let user = t.user_id.ok_or_else(invalid_link)?;
+        if t.purpose == TokenPurpose::ChangeEmail {
+            self.change_email(user, &t.email, caller).await?;
+        }
         // A link for an address the user has since changed confirms nothing.
         if !self
             .store
@@ -237,6 +252,176 @@ impl App {
             .await;
         let record = self.store.get_user(user).await?.ok_or_else(invalid_link)?;
         Ok(record.user)
+    }
+
+    /// Replaces the address of `user` by `new_email` (confirmed by a link sent
+    /// there) and mails the old address a notice.
+    async fn change_email(&self, user: Uuid, new_email: &str, caller: &Caller) -> AppResult<()> {
+        let old = self
+            .store
+            .get_user(user)
+            .await?
+            .ok_or_else(invalid_link)?
+            .user;
+        let patch = UserPatch {
+            email: Some(new_email.to_string()),
+            ..UserPatch::default()
+        };
+        self.store.update_user(user, patch).await?;
+        // Links mailed to the old address must not act on the account any more.
+        for purpose in [TokenPurpose::ResetPassword, TokenPurpose::VerifyEmail] {
+            self.store.delete_account_tokens(user, purpose).await?;
+        }
+        // Addresses stay out of the audit trail, which outlives a deleted account.
+        self.audit("email_changed", Some(user), None, caller, None)
+            .await;
+        let mail = compose(
+            "Your email address was changed",
+            &[
+                format!("Hello {},", old.username),
+                format!(
+                    "the email address of your account was changed from {} to {new_email}. Mail about your account now goes there.",
+                    old.email
+                ),
+                "If this was not you, contact the operator of this service at once.".into(),
+            ],
+            None,
+        );
+        if let Err(e) = self.queue_mail(&old.email, mail).await {
+            tracing::warn!(error = %e, "could not queue the email-change notice");
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/me/email`: mails a link to `new_email` that makes it the
+    /// account's address once followed. Needs the current password, or a session
+    /// signed in within the last [`RECENT_SIGN_IN`] seconds. A taken address is
+    /// answered 409 and, like registration, spends the registration budget.
+    pub async fn request_email_change(
+        &self,
+        user: &User,
+        session: &Session,
+        new_email: &str,
+        current_password: Option<String>,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        let email = validate::email(new_email)?;
+        match current_password {
+            Some(p) => {
+                self.check_current_password(user, session.id, p, "email_change_failed", caller)
+                    .await?
+            }
+            None if session.created_at + RECENT_SIGN_IN >= self.now() => {}
+            None => {
+                return Err(AppError::forbidden(
+                    "current_password: required unless this session signed in within the last 5 minutes",
+                ));
+            }
+        }
+        let key = validate::email_key(&email);
+        if key == validate::email_key(&user.email) {
+            return Err(AppError::invalid_request(
+                "email: this is already the account's address",
+            ));
+        }
+        self.throttle_ip("register", self.settings.throttle.register_ip, caller)
+            .await?;
+        if self
+            .store
+            .find_user_for_login(&LoginKey::Email(key))
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict("email").into());
+        }
+        if !self
+            .throttle_account_mail(
+                "change_email",
+                &format!("id:{}", user.id),
+                MAIL_PER_ACCOUNT,
+                caller,
+            )
+            .await?
+        {
+            return Err(AppError::rate_limited(MAIL_PER_ACCOUNT.window.secs()));
+        }
+        let token = self
+            .issue_link(TokenPurpose::ChangeEmail, Some(user.id), &email, VERIFY_TTL)
+            .await?;
+        let url = self.page_url("/account/verify-email", &token);
+        let mail = compose(
+            "Confirm your new email address",
+            &[
+                format!("Hello {},", user.username),
+                "please confirm that this address should become the address of your account. Until you do, the old one stays. The link works once, for 24 hours.".into(),
+                "If you did not ask for this, ignore this mail.".into(),
+            ],
+            Some(("Confirm my new email address", &url)),
+        );
+        self.queue_mail(&email, mail).await?;
+        self.audit(
+            "email_change_requested",
+            Some(user.id),
+            Some(session.id),
+            caller,
+            None,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// `DELETE /v1/me`: after checking the current password, ends every session
+    /// of the user, deletes the account and mails a notice. The audit trail keeps
+    /// the (random) user id of its events, never the name or the address.
+    pub async fn delete_account(
+        self: &Arc<Self>,
+        user: &User,
+        session: Uuid,
+        current_password: String,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        self.check_current_password(
+            user,
+            session,
+            current_password,
+            "account_delete_failed",
+            caller,
+        )
+        .await?;
+        // The writes belong together: a dropped connection must not stop between.
+        let app = self.clone();
+        let user = user.clone();
+        let caller = caller.clone();
+        let writes = tokio::spawn(async move {
+            let ending = Ending {
+                sessions: SessionSet::AllOf {
+                    user: user.id,
+                    except: None,
+                },
+                reason: RevokeReason::UserRequest,
+                event: "account_deleted",
+                user: Some(user.id),
+                session: Some(session),
+                detail: None,
+            };
+            app.end_sessions(ending, &caller).await?;
+            app.store.delete_user(user.id).await?;
+            let mail = compose(
+                "Your account was deleted",
+                &[
+                    format!("Hello {},", user.username),
+                    "your account was deleted as you asked, and every sign-in to it has ended."
+                        .into(),
+                    "If this was not you, contact the operator of this service at once.".into(),
+                ],
+                None,
+            );
+            if let Err(e) = app.queue_mail(&user.email, mail).await {
+                tracing::warn!(error = %e, "could not queue the deletion notice");
+            }
+            Ok(())
+        });
+        writes.await.map_err(|_| AppError::overloaded())?
     }
 
     /// `POST /v1/auth/password/forgot`: mails a reset link if the address names an
@@ -337,7 +522,7 @@ impl App {
         if self.hasher.saturated() {
             return Err(AppError::overloaded());
         }
-        let t = self.use_link(token, TokenPurpose::ResetPassword).await?;
+        let t = self.use_link(token, &[TokenPurpose::ResetPassword]).await?;
         let password_hash = self.hasher.hash(new_password).await?;
         self.replace_password(
             user_id,
@@ -371,6 +556,67 @@ impl App {
             None,
         );
         self.queue_mail(&u.email, mail).await
+    }
+
+    /// Whether a registration of a taken address is answered like a new one
+    /// (contract §10.5): with verification `required`, where nobody can sign in
+    /// with an address they have not confirmed.
+    pub(crate) fn hides_taken_addresses(&self, caller: &Caller) -> bool {
+        !caller.operator && self.settings.email_verification == EmailVerification::Required
+    }
+
+    /// A registration of an address that has an account: the answer is the one
+    /// a new account would get (the username's own conflict included), and the
+    /// owner of the address is mailed instead.
+    pub(crate) async fn answer_taken_address(
+        &self,
+        new: NewUser,
+        caller: &Caller,
+    ) -> AppResult<User> {
+        let by_name = LoginKey::Username(new.username.clone());
+        if self.store.find_user_for_login(&by_name).await?.is_some() {
+            return Err(StoreError::Conflict("username").into());
+        }
+        let key = LoginKey::Email(validate::email_key(&new.email));
+        if let Some(owner) = self.store.find_user_for_login(&key).await? {
+            let owner = owner.user;
+            let throttled = !self
+                .throttle_account_mail(
+                    "register_taken",
+                    &format!("id:{}", owner.id),
+                    MAIL_PER_ACCOUNT,
+                    caller,
+                )
+                .await?;
+            if !throttled {
+                let url = format!(
+                    "{}/account/forgot-password",
+                    self.settings.issuer.trim_end_matches('/')
+                );
+                let mail = compose(
+                    "Someone tried to register with your address",
+                    &[
+                        format!("Hello {},", owner.username),
+                        "someone tried to create a new account with this email address, which already has your account. Nothing was changed.".into(),
+                        "If it was you and you forgot your password, you can reset it.".into(),
+                    ],
+                    Some(("Reset my password", &url)),
+                );
+                self.queue_mail(&owner.email, mail).await?;
+            }
+            self.audit("register_taken_address", Some(owner.id), None, caller, None)
+                .await;
+        }
+        Ok(User {
+            id: new.id,
+            email: new.email,
+            username: new.username,
+            fullname: new.fullname,
+            created_at: new.created_at,
+            disabled: false,
+            legacy_id: None,
+            email_verified: false,
+        })
     }
 
     /// Refuses `POST /v1/auth/register` when the policy does not allow it.

@@ -79,9 +79,10 @@ pub async fn verify_email_page(Query(q): Query<TokenQuery>) -> Response {
     tag = "pages",
     request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "`token`"),
     responses(
-        (status = 200, description = "An HTML page: the address is confirmed", content_type = "text/html"),
+        (status = 200, description = "An HTML page: the address is confirmed (for an email change, the new address replaced the old one)", content_type = "text/html"),
         (status = 400, description = "An HTML page: the form is incomplete, or the link is invalid, used or expired", content_type = "text/html"),
         (status = 403, description = "An HTML page: the form was sent from another site", content_type = "text/html"),
+        (status = 409, description = "An HTML page: the new address of an email change was taken meanwhile", content_type = "text/html"),
         (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
         (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
     )

@@ -20,7 +20,8 @@ pub struct ConfirmBody {
     token: String,
 }
 
-/// Confirm an email address with the token of a verification link.
+/// Confirm an email address with the token of a verification link, or a new
+/// address with the token of an email-change link.
 #[utoipa::path(
     post,
     path = "/v1/auth/email/confirm",
@@ -28,8 +29,9 @@ pub struct ConfirmBody {
     tag = "auth",
     request_body = ConfirmBody,
     responses(
-        (status = 200, description = "Confirmed: the user, with `email_verified` true", body = UserResponse),
+        (status = 200, description = "Confirmed: the user, with `email_verified` true (and the new address, for an email change)", body = UserResponse),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields; `invalid_link`: the token is unknown, used, superseded or expired", body = ErrorBody),
+        (status = 409, description = "`conflict`: the new address of an email change was taken meanwhile", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),
     )
@@ -145,4 +147,56 @@ pub async fn reset_password(
         .reset_password(&body.token, body.new_password, &client)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A new address for the signed-in user. Unknown fields are refused.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@new.example", "current_password": "correct horse battery"}))]
+pub struct EmailChangeBody {
+    /// As at registration: unique regardless of case, at most 254 bytes.
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// Required unless the session signed in within the last 5 minutes.
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
+/// Ask to change the address: a link is mailed to the new one, which replaces the
+/// old one only once the link is followed (then the old one gets a notice).
+#[utoipa::path(
+    post,
+    path = "/v1/me/email",
+    operation_id = "change_email",
+    tag = "me",
+    request_body = EmailChangeBody,
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 202, description = "A confirmation link is queued to the new address; the address is unchanged until it is followed"),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, the email is malformed, or it is already the account's address", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the current password is missing (and the sign-in is older than 5 minutes) or incorrect; `csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 409, description = "`conflict`: the address has an account", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the registration limit of this client address, the login limits (password checks), or 3 links per account in 15 minutes", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+    )
+)]
+pub async fn change_email(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<EmailChangeBody>,
+) -> ApiResult<Response> {
+    state
+        .app
+        .request_email_change(
+            &auth.user,
+            &auth.session,
+            &body.email,
+            body.current_password,
+            &client,
+        )
+        .await?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -26,10 +26,11 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
-        .routes(routes!(me::get_me, me::patch_me))
+        .routes(routes!(me::get_me, me::patch_me, me::delete_me))
         .routes(routes!(me::change_password))
         .routes(routes!(lifecycle::confirm_email))
         .routes(routes!(lifecycle::request_verification))
+        .routes(routes!(lifecycle::change_email))
         .routes(routes!(lifecycle::forgot_password))
         .routes(routes!(lifecycle::reset_password))
         .routes(routes!(me::list_sessions))
@@ -111,6 +112,8 @@ mod tests {
             ("post /v1/auth/logout", "logout"),
             ("get /v1/me", "get_me"),
             ("patch /v1/me", "update_me"),
+            ("delete /v1/me", "delete_me"),
+            ("post /v1/me/email", "change_email"),
             ("post /v1/me/password", "change_password"),
             ("post /v1/auth/email/confirm", "confirm_email"),
             ("post /v1/me/email/verify", "request_email_verification"),

@@ -44,6 +44,30 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
         "a password change gave the wrong current password",
     ),
     (
+        "register_taken_address",
+        "a registration named an address that has an account; its owner was mailed",
+    ),
+    (
+        "account_delete_failed",
+        "an account deletion gave the wrong current password",
+    ),
+    (
+        "account_deleted",
+        "a user deleted their own account; its sessions ended",
+    ),
+    (
+        "email_change_requested",
+        "a confirmation link was mailed to a new address",
+    ),
+    (
+        "email_change_failed",
+        "an email change gave the wrong current password",
+    ),
+    (
+        "email_changed",
+        "a new address was confirmed and replaced the old one",
+    ),
+    (
         "session_revoked",
         "sessions ended by their user or an operator",
     ),
@@ -64,7 +88,7 @@ const DEFAULT_TAIL: u32 = 50;
 fn after_help() -> String {
     let mut out = String::from("Event kinds:\n");
     for (kind, meaning) in EVENT_KINDS {
-        out.push_str(&format!("  {kind:<24}{meaning}\n"));
+        out.push_str(&format!("  {kind:<26}{meaning}\n"));
     }
     out.push_str(
         "\nEach line shows the time, the kind, the user, the session, the client \

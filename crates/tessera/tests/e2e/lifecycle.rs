@@ -4,7 +4,7 @@
 
 use crate::mailbox::{SmtpServer, read_maildir, smtp_ready};
 use crate::support::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera_app::{EmailVerification, SignupPolicy};
 
@@ -23,6 +23,21 @@ fn claims(access: &str) -> Value {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A login with [`PASSWORD`] is refused as wrong credentials.
+async fn refused_login(s: &TestServer, login: &str) {
+    let body = json!({"login": login, "password": PASSWORD});
+    let r = s.post("/v1/auth/login", body).await;
+    expect_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+/// A confirmation with `token` is refused as an invalid link.
+async fn refused_confirmation(s: &TestServer, token: &str) {
+    let r = s
+        .post("/v1/auth/email/confirm", json!({ "token": token }))
+        .await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_link").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,13 +181,7 @@ async fn required_verification_blocks_login_until_the_mailed_link_is_followed() 
         true
     );
     // Single use.
-    expect_error(
-        s.post("/v1/auth/email/confirm", json!({"token": token}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_link",
-    )
-    .await;
+    refused_confirmation(&s, &token).await;
     let t = Tokens::from(
         s.post("/v1/auth/login", login)
             .await
@@ -202,7 +211,7 @@ async fn required_verification_blocks_login_until_the_mailed_link_is_followed() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_verification_link_replaces_the_old_and_changing_the_address_unverifies() {
+async fn a_new_verification_link_replaces_the_old() {
     if !smtp_ready() {
         return;
     }
@@ -226,29 +235,11 @@ async fn a_new_verification_link_replaces_the_old_and_changing_the_address_unver
         .wait_for("nico@example.com", 2)
         .await
         .token("/account/verify-email");
-    expect_error(
-        s.post("/v1/auth/email/confirm", json!({"token": first}))
-            .await,
-        StatusCode::BAD_REQUEST,
-        "invalid_link",
-    )
-    .await;
+    refused_confirmation(&s, &first).await;
     let r = s
         .post("/v1/auth/email/confirm", json!({"token": second}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = s
-        .http
-        .patch(s.url("/v1/me"))
-        .bearer_auth(&t.access)
-        .json(&json!({"email": "nico@elsewhere.org"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["user"]["email_verified"],
-        false
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,16 +304,7 @@ async fn password_reset_works_once_ends_every_session_and_says_nothing_about_unk
         assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
     }
     s.login_with("rosa", new_password).await;
-    expect_error(
-        s.post(
-            "/v1/auth/login",
-            json!({"login": "rosa", "password": PASSWORD}),
-        )
-        .await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    refused_login(&s, "rosa").await;
     // Single use, and a notice follows.
     expect_error(
         s.post(
@@ -591,4 +573,168 @@ async fn the_pages_confirm_an_address_and_reset_a_password_without_javascript() 
     .unwrap();
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
     assert!(again.text().await.unwrap().contains("already used"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_account_needs_the_password_ends_every_session_and_mails_a_notice() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
+    let t = s.user("dana").await;
+    let other = s.login("dana").await;
+    let delete = |body: Value| s.json_auth(Method::DELETE, "/v1/me", &t.access, body);
+    let r = delete(json!({"current_password": "not the password"})).await;
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = delete(json!({})).await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
+
+    let r = delete(json!({"current_password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Every session ended at once: access tokens and refresh tokens stop working.
+    assert_eq!(s.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
+    expect_error(
+        s.refresh(&other.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_grant",
+    )
+    .await;
+    refused_login(&s, "dana").await;
+    let notice = smtp.wait_for("dana@example.com", 2).await;
+    assert_eq!(notice.subject, "Your account was deleted");
+    // The user is gone, so the name and the address are free again.
+    assert_eq!(
+        register_with(&s, "dana", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    // The audit trail keeps the event, under the user's id only.
+    let events = s.state().app.store.list_audit(None, 0, 1000).await.unwrap();
+    let deleted = events
+        .iter()
+        .find(|e| e.kind == "account_deleted")
+        .expect("an account_deleted event");
+    let text = format!("{deleted:?}");
+    assert!(!text.contains("dana"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_address_needs_the_password_and_takes_effect_only_from_its_link() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
+    s.register("taken").await;
+    let t = s.user("nina").await;
+    let change = |body: Value| s.json_auth(Method::POST, "/v1/me/email", &t.access, body);
+    // A sign-in within the last 5 minutes stands in for the password.
+    let r = change(json!({"email": "nina@first.example"})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let first = smtp
+        .wait_for("nina@first.example", 1)
+        .await
+        .token("/account/verify-email");
+    s.clock.advance(301);
+    let r = change(json!({"email": "nina@new.example"})).await;
+    let body = expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("current_password")
+    );
+    let r = change(json!({"email": "nina@new.example", "current_password": "wrong one"})).await;
+    expect_error(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = change(json!({"email": "TAKEN@example.com", "current_password": PASSWORD})).await;
+    expect_error(r, StatusCode::CONFLICT, "conflict").await;
+    let r = change(json!({"email": "nina@new.example", "current_password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = smtp.wait_for("nina@new.example", 1).await;
+    assert_eq!(mail.subject, "Confirm your new email address");
+    // Nothing changes until the link is followed.
+    let me: Value = s.get_auth("/v1/me", &t.access).await.json().await.unwrap();
+    assert_eq!(me["user"]["email"], "nina@example.com");
+    // The newer link replaced the first one.
+    refused_confirmation(&s, &first).await;
+    let token = mail.token("/account/verify-email");
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": token}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let user = r.json::<Value>().await.unwrap()["user"].clone();
+    assert_eq!(user["email"], "nina@new.example");
+    assert_eq!(user["email_verified"], true);
+    // The old address is told; the new one signs in, the old one no longer.
+    let notice = smtp.wait_for("nina@example.com", 2).await;
+    assert_eq!(notice.subject, "Your email address was changed");
+    assert!(notice.body.contains("nina@new.example"));
+    s.login("nina@new.example").await;
+    refused_login(&s, "nina@example.com").await;
+    refused_confirmation(&s, &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_required_verification_a_taken_address_registers_like_a_new_one_and_its_owner_is_told()
+{
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(smtp.url());
+        c.email_verification = EmailVerification::Required;
+    })
+    .await;
+    s.register("owen").await;
+    smtp.wait_for("owen@example.com", 1).await;
+    let fresh = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "fresh@example.com", "username": "fresh", "password": PASSWORD}),
+        )
+        .await;
+    let taken = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "OWEN@example.com", "username": "mallory", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(fresh.status(), StatusCode::CREATED);
+    assert_eq!(taken.status(), StatusCode::CREATED);
+    let fresh: Value = fresh.json().await.unwrap();
+    let taken: Value = taken.json().await.unwrap();
+    let shape = |v: &Value| {
+        v["user"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), std::mem::discriminant(v)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&fresh), shape(&taken));
+    assert_eq!(taken["user"]["username"], "mallory");
+    assert_eq!(taken["user"]["email_verified"], false);
+    // The owner of the address is told instead; nobody else gets a mail.
+    let told = smtp.wait_for("owen@example.com", 2).await;
+    assert_eq!(told.subject, "Someone tried to register with your address");
+    assert!(told.body.contains("/account/forgot-password"));
+    assert_eq!(smtp.count_to("owen@example.com"), 2);
+    // No account was made: the name is free, the owner's password unchanged.
+    refused_login(&s, "mallory").await;
+    // A taken username is a conflict whatever the address, as for anyone.
+    for email in ["owen@example.com", "someone@example.com"] {
+        expect_error(
+            s.post(
+                "/v1/auth/register",
+                json!({"email": email, "username": "fresh", "password": PASSWORD}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+    }
 }

@@ -149,12 +149,28 @@ pub fn read_maildir(dir: &Path) -> Vec<Mail> {
         .map(|e| e.path())
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
-    paths.sort();
+    paths.sort_by_key(|p| arrival(&p.file_name().unwrap().to_string_lossy()));
     paths
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .map(|raw| parse(&raw))
         .collect()
+}
+
+/// The order mails arrived in. A Maildir name is `SECONDS.M<micros>P<pid>Q<n>.host`
+/// with unpadded numbers, so names do not sort as text; `n` counts deliveries of
+/// the server process. Other names (the outbox's `SECONDS-UUIDv7.eml`) sort as text.
+fn arrival(name: &str) -> (u64, u64, String) {
+    let mut parts = name.split('.');
+    let secs = parts.next().and_then(|s| s.parse().ok());
+    let n = parts
+        .next()
+        .and_then(|s| s.rsplit_once('Q'))
+        .and_then(|(_, n)| n.parse().ok());
+    match (secs, n) {
+        (Some(secs), Some(n)) => (secs, n, String::new()),
+        _ => (0, 0, name.to_string()),
+    }
 }
 
 fn header(raw: &str, name: &str) -> String {
