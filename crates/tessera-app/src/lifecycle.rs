@@ -45,6 +45,7 @@ pub enum EmailVerification {
 /// How long each kind of link works.
 const VERIFY_TTL: i64 = 24 * 3_600;
 const RESET_TTL: i64 = 30 * 60;
+const INVITE_TTL: i64 = 7 * 24 * 3_600;
 /// How recent a sign-in stands in for the current password (seconds).
 pub const RECENT_SIGN_IN: i64 = 5 * 60;
 /// Links asked for per account (verification, reset), whatever the address.
@@ -617,6 +618,119 @@ impl App {
             legacy_id: None,
             email_verified: false,
         })
+    }
+
+    /// `tessera user invite EMAIL`: with `signup = invite`, mails a single-use
+    /// link (7 days) with which one account can be registered for this address.
+    /// Returns the invitation's expiry.
+    pub async fn invite(&self, email: &str, caller: &Caller) -> AppResult<i64> {
+        if self.settings.signup != SignupPolicy::Invite {
+            return Err(AppError::invalid_request(
+                "invitations need signup = invite (TESSERA_SIGNUP=invite)",
+            ));
+        }
+        let email = validate::email(email)?;
+        let key = LoginKey::Email(validate::email_key(&email));
+        if self.store.find_user_for_login(&key).await?.is_some() {
+            return Err(StoreError::Conflict("email").into());
+        }
+        let token = self
+            .issue_link(TokenPurpose::Invite, None, &email, INVITE_TTL)
+            .await?;
+        let url = format!(
+            "{}/account/register?invitation={token}",
+            self.settings.issuer.trim_end_matches('/')
+        );
+        let mail = compose(
+            "You are invited to create an account",
+            &[
+                "Hello,".into(),
+                format!(
+                    "you are invited to create an account with the address {email}. The link works once, for 7 days."
+                ),
+                "If you did not expect this, ignore this mail.".into(),
+            ],
+            Some(("Create my account", &url)),
+        );
+        self.queue_mail(&email, mail).await?;
+        self.audit("invited", None, None, caller, None).await;
+        Ok(self.now() + INVITE_TTL)
+    }
+
+    /// Registers with the token of an invitation: only for the address it was
+    /// sent to (which is thereby confirmed), and only once.
+    pub async fn sign_up_invited(
+        &self,
+        invitation: &str,
+        email: &str,
+        username: &str,
+        password: String,
+        fullname: &str,
+        caller: &Caller,
+    ) -> AppResult<User> {
+        if self.settings.signup == SignupPolicy::Closed {
+            return Err(AppError::new(
+                crate::ErrorKind::SignupClosed,
+                "sign-up is closed on this server",
+            ));
+        }
+        let email = validate::email(email)?;
+        let username = validate::username(username)?;
+        let fullname = validate::fullname(fullname)?;
+        validate::new_password(&password, &[&email, &username])?;
+        let hash = token_hash(invitation);
+        match self.store.get_account_token(&hash).await? {
+            Some(t) if t.purpose == TokenPurpose::Invite && invitation.len() == 64 => {
+                if validate::email_key(&t.email) != validate::email_key(&email) {
+                    return Err(AppError::invalid_link(
+                        "this invitation is for another email address",
+                    ));
+                }
+            }
+            _ => return Err(invalid_link()),
+        }
+        if self.hasher.saturated() {
+            return Err(AppError::overloaded());
+        }
+        self.throttle_ip("register", self.settings.throttle.register_ip, caller)
+            .await?;
+        let password_hash = self.hasher.hash(password).await?;
+        let taken = self.use_link(invitation, &[TokenPurpose::Invite]).await?;
+        let created = self
+            .store
+            .create_user(NewUser {
+                id: Uuid::now_v7(),
+                email,
+                username,
+                fullname,
+                password_hash,
+                created_at: self.now(),
+                legacy_id: None,
+            })
+            .await;
+        let user = match created {
+            Ok(user) => user,
+            Err(e) => {
+                // A taken username: the invitation stays usable for another try.
+                if let Err(e) = self.store.insert_account_token(taken).await {
+                    tracing::warn!(error = %e, "could not keep an invitation after a failed sign-up");
+                }
+                return Err(e.into());
+            }
+        };
+        self.store
+            .set_email_verified(user.id, &validate::email_key(&user.email), self.now())
+            .await?;
+        self.audit(
+            "register",
+            Some(user.id),
+            None,
+            caller,
+            Some("by invitation".into()),
+        )
+        .await;
+        let record = self.store.get_user(user.id).await?;
+        Ok(record.map_or(user, |r| r.user))
     }
 
     /// Refuses `POST /v1/auth/register` when the policy does not allow it.

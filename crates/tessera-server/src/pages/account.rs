@@ -1,8 +1,8 @@
 //! The pages mailed links open: confirm an email address, ask for a password
-//! reset, choose a new password (contract §10). Each page's form calls the same use
-//! case as the JSON route.
+//! reset, choose a new password, create an invited account (contract §10). Each
+//! page's form calls the same use case as the JSON route.
 
-use super::{Notice, form, hidden, input, page, read_form, same_site};
+use super::{Notice, form, hidden, input, page, submitted};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientInfo;
@@ -13,6 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use std::sync::Arc;
 use tessera_app::AppError;
+use tessera_app::lifecycle::escape_html as esc;
 
 /// A link's `?token=`.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -94,10 +95,7 @@ pub async fn verify_email_submit(
     body: Bytes,
 ) -> Response {
     let title = "Confirm your email address";
-    if let Err(r) = same_site(&headers, &state) {
-        return *r;
-    }
-    let f: TokenForm = match read_form(&body, title) {
+    let f: TokenForm = match submitted(&headers, &state, &body, title) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -171,10 +169,7 @@ pub async fn forgot_password_submit(
     body: Bytes,
 ) -> Response {
     let title = "Forgot your password?";
-    if let Err(r) = same_site(&headers, &state) {
-        return *r;
-    }
-    let f: ForgotForm = match read_form(&body, title) {
+    let f: ForgotForm = match submitted(&headers, &state, &body, title) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -254,10 +249,7 @@ pub async fn reset_password_submit(
     body: Bytes,
 ) -> Response {
     let title = "Choose a new password";
-    if let Err(r) = same_site(&headers, &state) {
-        return *r;
-    }
-    let f: ResetForm = match read_form(&body, title) {
+    let f: ResetForm = match submitted(&headers, &state, &body, title) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -282,5 +274,150 @@ pub async fn reset_password_submit(
             let again = format!("<p><a href=\"{FORGOT}\">Ask for a new link</a></p>");
             failed(title, e, &again)
         }
+    }
+}
+
+const REGISTER: &str = "/account/register";
+
+/// An invitation link's `?invitation=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct InvitationQuery {
+    /// The token the invitation mail's link carries.
+    invitation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    invitation: String,
+    email: String,
+    username: String,
+    password: String,
+}
+
+fn register_form(invitation: &str, email: &str, username: &str) -> String {
+    let value = |v: &str| format!(" value=\"{}\"", esc(v));
+    let fields = [
+        hidden("invitation", invitation),
+        input(
+            "email",
+            "Email address",
+            "email",
+            &format!(
+                "required maxlength=\"254\" autocomplete=\"email\"{}",
+                value(email)
+            ),
+            Some("The address the invitation was sent to."),
+        ),
+        input(
+            "username",
+            "Username",
+            "text",
+            &format!(
+                "required minlength=\"3\" maxlength=\"32\" autocomplete=\"username\" autofocus{}",
+                value(username)
+            ),
+            Some("3 to 32 of a-z, 0-9, _ . -"),
+        ),
+        input(
+            "password",
+            "Password",
+            "password",
+            "required minlength=\"8\" maxlength=\"128\" autocomplete=\"new-password\"",
+            Some("8 to 128 characters; common or easily guessed passwords are refused."),
+        ),
+    ]
+    .concat();
+    form(REGISTER, &fields, "Create my account")
+}
+
+/// The page an invitation link opens: create the account.
+#[utoipa::path(
+    get,
+    path = "/account/register",
+    operation_id = "page_register",
+    tag = "pages",
+    params(InvitationQuery),
+    responses(
+        (status = 200, description = "An HTML page with the form", content_type = "text/html"),
+        (status = 400, description = "An HTML page: the link has no invitation", content_type = "text/html"),
+    )
+)]
+pub async fn register_page(Query(q): Query<InvitationQuery>) -> Response {
+    let title = "Create your account";
+    let Some(invitation) = q.invitation.filter(|t| !t.is_empty()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            title,
+            Notice::Error("This link is incomplete. Open it exactly as it is in the mail."),
+            "",
+        );
+    };
+    let body = register_form(&invitation, "", "");
+    page(StatusCode::OK, title, Notice::None, &body)
+}
+
+/// Creates the account (the form above) with the invitation.
+#[utoipa::path(
+    post,
+    path = "/account/register",
+    operation_id = "page_register_submit",
+    tag = "pages",
+    request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "`invitation`, `email`, `username`, `password`"),
+    responses(
+        (status = 201, description = "An HTML page: the account is created", content_type = "text/html"),
+        (status = 400, description = "An HTML page: a field breaks its rule (the form is shown again), or the invitation is invalid, used, expired or for another address", content_type = "text/html"),
+        (status = 403, description = "An HTML page: the form was sent from another site, or sign-up is closed", content_type = "text/html"),
+        (status = 409, description = "An HTML page: the username or address is taken (the form is shown again)", content_type = "text/html"),
+        (status = 429, description = "An HTML page: too many registrations from this address", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the server is busy or the database unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn register_submit(
+    State(state): State<Arc<AppState>>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let title = "Create your account";
+    let f: RegisterForm = match submitted(&headers, &state, &body, title) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let created = state
+        .app
+        .sign_up_invited(
+            &f.invitation,
+            &f.email,
+            &f.username,
+            f.password,
+            "",
+            &client,
+        )
+        .await;
+    match created {
+        Ok(user) => page(
+            StatusCode::CREATED,
+            "Account created",
+            Notice::Ok(&format!(
+                "Welcome, {}: your account is ready and its address confirmed. Sign in with your username or address and your password.",
+                user.username
+            )),
+            "",
+        ),
+        // A field to correct: the same invitation, the form again.
+        Err(e)
+            if matches!(
+                e.kind,
+                tessera_app::ErrorKind::InvalidRequest | tessera_app::ErrorKind::Conflict
+            ) =>
+        {
+            failed(
+                title,
+                e,
+                &register_form(&f.invitation, &f.email, &f.username),
+            )
+        }
+        Err(e) => failed(title, e, ""),
     }
 }

@@ -129,3 +129,15 @@ pub(crate) fn read_form<T: serde::de::DeserializeOwned>(
         ))
     })
 }
+
+/// A form post to one of these pages: refused from another site (403), a
+/// malformed body is 400; both as pages.
+pub(crate) fn submitted<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    state: &AppState,
+    body: &[u8],
+    title: &str,
+) -> Result<T, Box<Response>> {
+    same_site(headers, state)?;
+    read_form(body, title)
+}

@@ -59,6 +59,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
             pages::account::reset_password_page,
             pages::account::reset_password_submit
         ))
+        .routes(routes!(
+            pages::account::register_page,
+            pages::account::register_submit
+        ))
 }
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -149,6 +153,8 @@ mod tests {
             ),
             ("get /account/reset-password", "page_reset_password"),
             ("post /account/reset-password", "page_reset_password_submit"),
+            ("get /account/register", "page_register"),
+            ("post /account/register", "page_register_submit"),
         ];
         let expected: std::collections::BTreeMap<String, String> = expected
             .iter()

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub const EVENT_KINDS: &[(&str, &str)] = &[
     (
         "register",
-        "an account was created (API or `tessera user add`)",
+        "an account was created (API, invitation or `tessera user add`)",
     ),
     ("login_ok", "a password login succeeded"),
     (
@@ -42,6 +42,10 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
     (
         "password_change_failed",
         "a password change gave the wrong current password",
+    ),
+    (
+        "invited",
+        "an operator mailed an invitation to sign up (`tessera user invite`)",
     ),
     (
         "register_taken_address",

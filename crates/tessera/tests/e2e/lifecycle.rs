@@ -738,3 +738,145 @@ async fn with_required_verification_a_taken_address_registers_like_a_new_one_and
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_registers_its_own_address_once() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| {
+        c.smtp_url = Some(smtp.url());
+        c.signup = SignupPolicy::Invite;
+    })
+    .await;
+    let invite = |email: &str| {
+        tessera()
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .args(["user", "invite", email])
+            .env("TESSERA_SIGNUP", "invite")
+            .env("TESSERA_SMTP_URL", smtp.url())
+            .output()
+            .unwrap()
+    };
+    let out = invite("ivy@example.com");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("invited ivy@example.com (mailed)"),
+        "{stdout}"
+    );
+    let mail = smtp.wait_for("ivy@example.com", 1).await;
+    assert_eq!(mail.subject, "You are invited to create an account");
+    let at = mail.body.find("/account/register?invitation=").unwrap();
+    let start = at + "/account/register?invitation=".len();
+    let token = mail.body[start..start + 64].to_string();
+
+    let register = |email: &str, name: &str, invitation: &str| {
+        s.post(
+            "/v1/auth/register",
+            json!({"email": email, "username": name, "password": PASSWORD, "invitation": invitation}),
+        )
+    };
+    // Without an invitation, sign-up stays closed; with one, only for its address.
+    expect_error(
+        register_with(&s, "ivy", PASSWORD).await,
+        StatusCode::FORBIDDEN,
+        "signup_closed",
+    )
+    .await;
+    let body = expect_error(
+        register("eve@example.com", "eve", &token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another email address")
+    );
+    let r = register("IVY@example.com", "ivy", &token).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let user = r.json::<Value>().await.unwrap()["user"].clone();
+    assert_eq!(
+        user["email_verified"], true,
+        "the invitation came to this mailbox"
+    );
+    s.login("ivy").await;
+    // Used once.
+    expect_error(
+        register("ivy@example.com", "ivy2", &token).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_link",
+    )
+    .await;
+    // An address with an account gets no invitation; bad input is a clear error.
+    let out = invite("ivy@example.com");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already taken"));
+    let out = invite("not an address");
+    assert_eq!(out.status.code(), Some(2));
+
+    // The page the link opens registers too, and only once.
+    let out = invite("page@example.com");
+    assert!(out.status.success());
+    let mail = smtp.wait_for("page@example.com", 1).await;
+    let at = mail.body.find("/account/register?invitation=").unwrap();
+    let start = at + "/account/register?invitation=".len();
+    let token = mail.body[start..start + 64].to_string();
+    let form = s
+        .http
+        .get(s.url(&format!("/account/register?invitation={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(
+        form.text()
+            .await
+            .unwrap()
+            .contains("<label for=\"username\">")
+    );
+    let issuer = s.state().app.settings.issuer.clone();
+    let submit = |username: &str| {
+        s.http
+            .post(s.url("/account/register"))
+            .header("origin", issuer.as_str())
+            .form(&[
+                ("invitation", token.as_str()),
+                ("email", "page@example.com"),
+                ("username", username),
+                ("password", PASSWORD),
+            ])
+            .send()
+    };
+    let r = submit("ivy").await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "a taken name shows the form again"
+    );
+    assert!(r.text().await.unwrap().contains("name=\"invitation\""));
+    let r = submit("paige").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    s.login("paige").await;
+    let r = submit("paige2").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Under `closed`, an invitation no longer opens sign-up.
+    let s = s.restart_with(|c| c.signup = SignupPolicy::Closed).await;
+    let body = json!({"email": "x@example.com", "username": "xavier", "password": PASSWORD, "invitation": token});
+    expect_error(
+        s.post("/v1/auth/register", body).await,
+        StatusCode::FORBIDDEN,
+        "signup_closed",
+    )
+    .await;
+}
