@@ -39,7 +39,6 @@ pub(crate) fn page(status: StatusCode, title: &str, notice: Notice<'_>, body: &s
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
          <title>{title} · Tessera</title><style>{STYLE}</style></head>\
          <body><main><h1>{title}</h1>{notice}{body}</main></body></html>",
         title = esc(title),
@@ -58,9 +57,13 @@ pub(crate) fn page(status: StatusCode, title: &str, notice: Notice<'_>, body: &s
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Mailed links carry their token in the URL: it must not leave this origin.
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+    // `Origin: null` with the page's own form posts, which the same-origin check
+    // then refuses.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     r
 }

@@ -545,7 +545,7 @@ async fn the_pages_confirm_an_address_and_reset_a_password_without_javascript() 
     .unwrap();
     assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
     let html = weak.text().await.unwrap();
-    assert!(html.contains("too common or too easy to guess"));
+    assert!(html.contains("Too common or too easy to guess"), "{html}");
     assert!(html.contains(&token));
     let ok = post_form(
         "/account/reset-password",

@@ -47,6 +47,14 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// The first whole link to `path` in the mail, as a reader would follow it.
+    pub fn link(&self, path: &str) -> String {
+        let token = self.token(path);
+        let end = self.body.find(&token).unwrap() + token.len();
+        let start = self.body[..end].rfind("http").unwrap();
+        self.body[start..end].to_string()
+    }
+
     /// The token of the first link to `path` in the mail.
     pub fn token(&self, path: &str) -> String {
         let at = self
