@@ -17,6 +17,7 @@ use tessera_app::lifecycle::escape_html as esc;
 
 /// A link's `?token=`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     /// The token the mail's link carries.
     token: Option<String>,
@@ -301,6 +302,7 @@ const REGISTER: &str = "/account/register";
 
 /// An invitation link's `?invitation=`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvitationQuery {
     /// The token the invitation mail's link carries.
     invitation: Option<String>,

@@ -94,19 +94,7 @@ async fn a_page_on_a_trusted_origin_signs_in_and_other_origins_are_blocked() {
         other_page.clone(),
         shots.display().to_string(),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(&args)
-            .current_dir(interop_dir())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser_cors.mjs failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let seen = run_node(args).await;
     let shown = serde_json::to_string_pretty(&seen).unwrap();
 
     // The trusted app: every call answered and readable, cookies doing the work.
@@ -185,10 +173,16 @@ async fn a_page_on_a_trusted_origin_signs_in_and_other_origins_are_blocked() {
 }
 
 /// Runs `tests/interop/browser_pages.mjs` with `args`; returns what it saw.
-async fn browse_pages(args: Vec<String>) -> Value {
+async fn browse_pages(mut args: Vec<String>) -> Value {
+    args.insert(0, "browser_pages.mjs".into());
+    run_node(args).await
+}
+
+/// Runs a script of `tests/interop` (the first of `args`) with Node; returns the
+/// JSON it printed.
+async fn run_node(args: Vec<String>) -> Value {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg("browser_pages.mjs")
             .args(&args)
             .current_dir(interop_dir())
             .output()
@@ -197,7 +191,7 @@ async fn browse_pages(args: Vec<String>) -> Value {
     .await
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser_pages.mjs failed:\n{stderr}");
+    assert!(out.status.success(), "the browser script failed:\n{stderr}");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
