@@ -18,21 +18,28 @@ pub struct ProfileChange<'a> {
 }
 
 impl App {
-    /// Changes the user's email, username or full name.
+    /// Changes the user's username or full name (an email in `change` is refused:
+    /// see `request_email_change`).
     pub async fn update_profile(
         &self,
         user: Uuid,
         change: ProfileChange<'_>,
         caller: &Caller,
     ) -> AppResult<User> {
-        // A taken email or username answers 409, as registration does; changing them
-        // therefore spends the registration budget, so it is no cheaper way to probe.
-        if change.email.is_some() || change.username.is_some() {
+        // The address changes only through a link mailed to the new one.
+        if change.email.is_some() {
+            return Err(AppError::invalid_request(
+                "email: change the address with POST /v1/me/email (it needs the current password and a confirmation from the new address)",
+            ));
+        }
+        // A taken username answers 409, as registration does; changing it therefore
+        // spends the registration budget, so it is no cheaper way to probe.
+        if change.username.is_some() {
             self.throttle_ip("register", self.settings.throttle.register_ip, caller)
                 .await?;
         }
         let patch = UserPatch {
-            email: change.email.map(validate::email).transpose()?,
+            email: None,
             username: change.username.map(validate::username).transpose()?,
             fullname: change.fullname.map(validate::fullname).transpose()?,
         };
@@ -49,8 +56,34 @@ impl App {
         new_password: String,
         caller: &Caller,
     ) -> AppResult<()> {
-        validate::password(&new_password)
+        validate::new_password(&new_password, &[&user.email, &user.username])
             .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
+        self.check_current_password(
+            user,
+            current_session,
+            current_password,
+            "password_change_failed",
+            caller,
+        )
+        .await?;
+        let hash = self.hasher.hash(new_password).await?;
+        self.replace_password(user.id, hash, Some(current_session), None, caller.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Checks the signed-in user's current password before a change that needs it
+    /// (password, address, deletion). A wrong one is answered 403 `forbidden`;
+    /// checks count against the login limits of the account, so a stolen access
+    /// token is no unthrottled password oracle.
+    pub(crate) async fn check_current_password(
+        &self,
+        user: &User,
+        current_session: Uuid,
+        current_password: String,
+        failed_event: &'static str,
+        caller: &Caller,
+    ) -> AppResult<()> {
         let wrong = || AppError::forbidden("the current password is incorrect");
         if current_password
             .chars()
@@ -64,8 +97,6 @@ impl App {
             .get_user(user.id)
             .await?
             .ok_or_else(|| AppError::invalid_token("no such user"))?;
-        // A stolen access token must not turn this into an unthrottled password oracle:
-        // checks count against the same limits as logins to the account.
         self.throttle_login(&user.username, caller).await?;
         if !self
             .hasher
@@ -73,7 +104,7 @@ impl App {
             .await?
         {
             self.audit(
-                "password_change_failed",
+                failed_event,
                 Some(user.id),
                 Some(current_session),
                 caller,
@@ -83,9 +114,6 @@ impl App {
             return Err(wrong());
         }
         self.login_succeeded(&user.username, caller).await;
-        let hash = self.hasher.hash(new_password).await?;
-        self.replace_password(user.id, hash, Some(current_session), None, caller.clone())
-            .await?;
         Ok(())
     }
 
@@ -112,7 +140,15 @@ impl App {
                 session: keep,
                 detail,
             };
-            app.end_sessions(ending, &caller).await
+            let ended = app.end_sessions(ending, &caller).await?;
+            // A reset link asked for before the change must not undo it.
+            app.store
+                .delete_account_tokens(user, tessera_core::TokenPurpose::ResetPassword)
+                .await?;
+            if let Err(e) = app.notify_password_changed(user).await {
+                tracing::warn!(error = %e, "could not queue the password-change notice");
+            }
+            Ok(ended)
         });
         writes.await.map_err(|_| AppError::overloaded())?
     }

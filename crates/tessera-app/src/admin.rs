@@ -33,7 +33,12 @@ impl App {
         password: String,
         caller: &Caller,
     ) -> AppResult<Vec<Uuid>> {
-        validate::password(&password)?;
+        let record = self
+            .store
+            .get_user(user)
+            .await?
+            .ok_or_else(|| AppError::not_found("no such user"))?;
+        validate::new_password(&password, &[&record.user.email, &record.user.username])?;
         let hash = self.hasher.hash(password).await?;
         let detail = caller.operator.then(|| "by operator".to_string());
         self.replace_password(user, hash, None, detail, caller.clone())

@@ -6,7 +6,7 @@ use crate::sessions::{Ending, SessionSet};
 use crate::{App, Caller, Issued};
 use tessera_core::model::{NewSession, NewUser, RevokeReason};
 use tessera_core::validate::{self, LoginKey};
-use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
+use tessera_core::{RefreshDecision, RejectReason, Session, StoreError, User, decide};
 use tessera_jose::{AccessClaims, TokenError};
 use uuid::Uuid;
 
@@ -72,10 +72,11 @@ impl App {
         fullname: &str,
         caller: &Caller,
     ) -> AppResult<User> {
+        self.check_signup_open(caller)?;
         let email = validate::email(email)?;
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
-        validate::password(&password)?;
+        validate::new_password(&password, &[&email, &username])?;
         if self.hasher.saturated() {
             return Err(AppError::overloaded());
         }
@@ -84,21 +85,27 @@ impl App {
                 .await?;
         }
         let password_hash = self.hasher.hash(password).await?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                id: Uuid::now_v7(),
-                email,
-                username,
-                fullname,
-                password_hash,
-                created_at: self.now(),
-                legacy_id: None,
-            })
-            .await?;
+        let new_user = NewUser {
+            id: Uuid::now_v7(),
+            email,
+            username,
+            fullname,
+            password_hash,
+            created_at: self.now(),
+            legacy_id: None,
+        };
+        let user = match self.store.create_user(new_user.clone()).await {
+            Err(StoreError::Conflict("email")) if self.hides_taken_addresses(caller) => {
+                return self.answer_taken_address(new_user, caller).await;
+            }
+            other => other?,
+        };
         let detail = caller.operator.then(|| "by operator".to_string());
         self.audit("register", Some(user.id), None, caller, detail)
             .await;
+        if let Err(e) = self.send_verification(&user).await {
+            tracing::warn!(error = %e, "could not queue the verification mail");
+        }
         Ok(user)
     }
 
@@ -150,6 +157,19 @@ impl App {
             }
         };
         self.login_succeeded(login, caller).await;
+        // Only someone who knows the password learns that the address waits for
+        // confirmation.
+        if self.settings.email_verification == crate::EmailVerification::Required
+            && !record.user.email_verified
+        {
+            let detail = Some("email not verified".to_string());
+            self.audit("login_failed", Some(record.user.id), None, caller, detail)
+                .await;
+            return Err(AppError::new(
+                ErrorKind::EmailNotVerified,
+                "confirm your email address first: follow the link in the mail we sent, or ask for a new one",
+            ));
+        }
         let mut verified_hash = record.password_hash.clone();
         // Parameters changed since this hash was made: upgrade it while we hold the password.
         if self.hasher.needs_rehash(&record.password_hash)

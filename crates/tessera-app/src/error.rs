@@ -22,6 +22,12 @@ pub enum ErrorKind {
     UnauthorizedClient,
     /// The caller is known but may not do this.
     Forbidden,
+    /// Registration is closed, or needs an invitation (contract §10.5).
+    SignupClosed,
+    /// The password is right, but the address must be confirmed first (§10.2).
+    EmailNotVerified,
+    /// A mailed link's token is unknown, used, expired or superseded (§10).
+    InvalidLink,
     NotFound,
     /// A unique field (email, username, client id) is taken.
     Conflict,
@@ -75,6 +81,9 @@ impl AppError {
     }
     pub fn forbidden(d: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, d)
+    }
+    pub fn invalid_link(d: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidLink, d)
     }
     pub fn not_found(d: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, d)

@@ -19,6 +19,8 @@ mod error;
 pub mod hashing;
 pub mod housekeeping;
 mod keys;
+pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 mod sessions;
 pub mod throttle;
@@ -39,6 +41,7 @@ pub use keys::{
     KeySource, MasterOrigin, UNKNOWN_KID_RELOAD_INTERVAL, load_key_set, rotate_keys,
     seal_stored_keys,
 };
+pub use lifecycle::{EmailVerification, SignupPolicy};
 pub use sessions::{Ending, SessionSet};
 pub use throttle::{Limit, ThrottleSettings};
 pub use tokens::{Issued, rfc3339};
@@ -85,6 +88,20 @@ pub struct Settings {
     pub jwks_max_age: i64,
     /// Login, registration and refresh limits.
     pub throttle: ThrottleSettings,
+    /// Who may create an account through the API (contract §10.5).
+    pub signup: SignupPolicy,
+    /// Whether addresses are verified, and whether login waits for it (§10.2).
+    pub email_verification: EmailVerification,
+    /// Where mail goes (§10.1).
+    pub mail: MailSettings,
+}
+
+/// Mail delivery: SMTP when `smtp_url` is set, else `.eml` files in `outbox_dir`.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub smtp_url: Option<String>,
+    pub from: String,
+    pub outbox_dir: std::path::PathBuf,
 }
 
 impl Settings {
@@ -116,6 +133,8 @@ pub struct App {
     pub key_source: KeySource,
     pub metrics: metrics::Metrics,
     pub throttle: throttle::Throttle,
+    pub mailer: mail::Mailer,
+    mail_wake: tokio::sync::Notify,
     verify_options: VerifyOptions,
     verified: tessera_jose::VerifiedTokens,
     unknown_kid: keys::UnknownKidReload,
@@ -132,6 +151,8 @@ impl App {
         hash: HashSettings,
     ) -> Result<Self, String> {
         Ok(Self {
+            mailer: mail::Mailer::new(&settings.mail)?,
+            mail_wake: tokio::sync::Notify::new(),
             store,
             clock,
             verify_options: settings.verify_options(),

@@ -1,8 +1,9 @@
 //! The one way a session ends. Logout (every scope), reuse detection, a password
-//! change or reset, an operator's revoke, disable or delete, and OAuth token
-//! revocation all call [`App::end_sessions`]: it revokes the sessions (which lists
-//! them in the revocation feed until their last access token has expired) and
-//! records the audit event. Effects that must follow every ending belong here.
+//! change or reset, an operator's revoke, disable or delete, a user deleting their
+//! account, and OAuth token revocation all call [`App::end_sessions`]: it revokes
+//! the sessions (which lists them in the revocation feed until their last access
+//! token has expired) and records the audit event. Effects that must follow every
+//! ending belong here.
 
 use crate::error::AppResult;
 use crate::{App, Caller};

@@ -284,6 +284,25 @@ impl App {
         }
     }
 
+    /// Counts one `kind` request (a mailed link) about the account `login` names,
+    /// whether or not it exists; false when the limit is spent (the caller then
+    /// sends nothing, and answers as usual).
+    pub(crate) async fn throttle_account_mail(
+        &self,
+        kind: &str,
+        login: &str,
+        limit: Limit,
+        client: &Caller,
+    ) -> AppResult<bool> {
+        let key = format!("{kind}:acct:{}", self.throttle.account(login));
+        let what = format!("{kind} per account");
+        match self.count(&what, &key, limit, None, client).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == crate::ErrorKind::RateLimited => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Counts one refresh from the client's address in this instance's memory;
     /// 429 when the limit is spent.
     pub(crate) async fn throttle_refresh(&self, limit: Limit, client: &Caller) -> AppResult<()> {

@@ -54,6 +54,7 @@ impl App {
             username: p.username.then(|| user.username.clone()),
             fullname: p.fullname.then(|| user.fullname.clone()),
             legacy_id: p.legacy_id.then(|| user.legacy_id.clone()).flatten(),
+            email_verified: p.email.then_some(user.email_verified),
         };
         let access_token = self.key_set().signing_key().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing failed");

@@ -10,7 +10,10 @@ pub mod store;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use model::{Client, NewSession, NewUser, Session, User, UserPatch, UserRecord};
+pub use model::{
+    AccountToken, Client, NewSession, NewUser, QueuedMail, Session, TokenPurpose, User, UserPatch,
+    UserRecord,
+};
 pub use refresh_token::{RefreshToken, RefreshTokenCodec};
 pub use rotation::{RefreshDecision, RefreshPolicy, RejectReason, decide};
 pub use span::Span;

@@ -14,6 +14,9 @@ pub struct User {
     /// The user's id in the system they were imported from (a MongoDB ObjectId,
     /// for instance), kept so services keyed by it keep working during a move.
     pub legacy_id: Option<String>,
+    /// Whether the current email address was confirmed through a mailed link
+    /// (contract §10.2); changing the address clears it.
+    pub email_verified: bool,
 }
 
 /// A user together with the stored password hash, for login and password change.
@@ -182,4 +185,61 @@ pub struct ThrottleState {
     pub hits: u32,
     /// When the current window ends (Unix seconds).
     pub window_ends_at: i64,
+}
+
+/// What a mailed single-use link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+    ChangeEmail,
+    Invite,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+            Self::ChangeEmail => "change_email",
+            Self::Invite => "invite",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::VerifyEmail,
+            Self::ResetPassword,
+            Self::ChangeEmail,
+            Self::Invite,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+}
+
+/// A single-use token sent by mail. Only its SHA-256 (`hash`, hex) is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountToken {
+    pub hash: String,
+    pub purpose: TokenPurpose,
+    /// The account it acts on (none for an invitation).
+    pub user_id: Option<Uuid>,
+    /// The address the link was sent to (the new one for an email change).
+    pub email: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A mail waiting in the durable queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub created_at: i64,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_at: i64,
 }

@@ -61,6 +61,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a user and (by cascade) their sessions. Returns whether it existed.
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
 
+    /// Marks the user's email as confirmed at `at`, only while it still is the
+    /// address whose key is `email_key`. Returns whether it did.
+    async fn set_email_verified(&self, id: Uuid, email_key: &str, at: i64) -> StoreResult<bool>;
+
+    // Single-use mailed tokens
+    async fn insert_account_token(&self, token: AccountToken) -> StoreResult<()>;
+    /// Reads a token without using it.
+    async fn get_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>>;
+    /// Deletes a token and returns it: of two callers, exactly one gets it.
+    async fn take_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>>;
+    /// Deletes every token of `purpose` for a user; returns how many.
+    async fn delete_account_tokens(&self, user_id: Uuid, purpose: TokenPurpose)
+    -> StoreResult<u64>;
+
+    // The mail queue
+    async fn enqueue_mail(&self, mail: QueuedMail) -> StoreResult<()>;
+    /// Claims up to `limit` mails due at `now`, oldest first: each one's next attempt
+    /// moves to `lease_until`, so no other instance takes it meanwhile.
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>>;
+    /// A mail was handed to the server (or written out): it leaves the queue.
+    async fn mail_delivered(&self, id: Uuid) -> StoreResult<()>;
+    /// A delivery failed: counts the attempt and schedules the next one.
+    async fn mail_failed(&self, id: Uuid, next_attempt_at: i64, error: &str) -> StoreResult<()>;
+    /// Mails still in the queue.
+    async fn count_mail(&self) -> StoreResult<u64>;
+
     // Sessions
     async fn create_session(&self, session: NewSession) -> StoreResult<Session>;
     /// The session and its user's record, read together.

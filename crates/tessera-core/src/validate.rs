@@ -73,6 +73,28 @@ pub fn password(raw: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// Fewest guesses a new password must need, as estimated by zxcvbn (whose lists
+/// hold the most common passwords, names and words): a password guessable in
+/// fewer is as weak as one of the 100,000 most common passwords.
+pub const PASSWORD_MIN_GUESSES: u64 = 100_000;
+
+/// The rule for a password being set (sign-up, change, reset): 8 to 128
+/// characters, and not common or guessable from the account's own `context`
+/// (its email address and username).
+pub fn new_password(raw: &str, context: &[&str]) -> Result<(), InvalidField> {
+    password(raw)?;
+    let entropy = zxcvbn::zxcvbn(raw, context);
+    if entropy.guesses() < PASSWORD_MIN_GUESSES {
+        return Err(invalid(
+            "password",
+            "is too common or too easy to guess (it is among the most common passwords, \
+             or made of a common word, a name, a date, a keyboard pattern or the account's \
+             own email or username); choose a longer, less predictable one",
+        ));
+    }
+    Ok(())
+}
+
 pub fn fullname(raw: &str) -> Result<String, InvalidField> {
     let f = raw.trim();
     if f.chars().count() > FULLNAME_MAX_CHARS || f.chars().any(char::is_control) {
@@ -143,6 +165,41 @@ mod tests {
         assert!(password(&"é".repeat(128)).is_ok());
         assert!(password(&"é".repeat(129)).is_err());
         assert!(password(&"x".repeat(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn common_and_predictable_passwords_are_refused() {
+        for weak in [
+            "password123",
+            "Password1",
+            "qwertyuiop",
+            "11111111",
+            "iloveyou",
+            "letmein!",
+            "ada12345",
+        ] {
+            assert!(
+                new_password(weak, &["ada@example.com", "ada"]).is_err(),
+                "{weak}"
+            );
+        }
+        for strong in [
+            "correct horse battery",
+            "tessera-ops-7f3k9q",
+            "ünïcødé påsswörd wörks",
+        ] {
+            assert!(
+                new_password(strong, &["ada@example.com", "ada"]).is_ok(),
+                "{strong}"
+            );
+        }
+        // A repeated character is refused however long it is.
+        assert!(new_password(&"é".repeat(128), &[]).is_err());
+        // Length is still checked first, with its own message.
+        assert_eq!(
+            new_password("short", &[]).unwrap_err().message,
+            "must be at least 8 characters"
+        );
     }
 
     #[test]

@@ -223,6 +223,7 @@ mod tests {
                 username: None,
                 fullname: None,
                 legacy_id: None,
+                email_verified: None,
             };
             let token = set.signing_key().sign(&claims).unwrap();
             assert_eq!(
@@ -298,6 +299,7 @@ mod tests {
                 username: None,
                 fullname: None,
                 legacy_id: None,
+                email_verified: None,
             };
             let token = set.signing_key().sign(&claims).unwrap();
             assert_eq!(keys.verify(&token, &opts, NOW).unwrap(), claims);

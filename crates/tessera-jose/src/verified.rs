@@ -76,6 +76,7 @@ mod tests {
             username: None,
             fullname: None,
             legacy_id: None,
+            email_verified: None,
         }
     }
 

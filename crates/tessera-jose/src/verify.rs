@@ -49,6 +49,9 @@ pub struct AccessClaims {
     /// The user's id in the system they were imported from, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_id: Option<String>,
+    /// Whether `email` was confirmed (present with `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +206,7 @@ mod tests {
             username: None,
             fullname: None,
             legacy_id: None,
+            email_verified: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod extract;
 pub mod layers;
 pub mod metrics;
 mod oauth;
+mod pages;
 pub mod protect;
 mod routes;
 mod tokens;

@@ -62,9 +62,10 @@ impl OAuthError {
 impl From<ApiError> for OAuthError {
     fn from(e: ApiError) -> Self {
         match e.code {
-            "invalid_grant" | "invalid_credentials" | "refresh_token_reused" => {
-                Self::invalid_grant(e.description)
-            }
+            "invalid_grant"
+            | "invalid_credentials"
+            | "refresh_token_reused"
+            | "email_not_verified" => Self::invalid_grant(e.description),
             _ => Self {
                 error: e,
                 basic_challenge: false,

@@ -25,6 +25,8 @@ pub struct UserView {
     pub fullname: String,
     pub created_at: String,
     pub disabled: bool,
+    /// True only after the address was confirmed through a mailed link.
+    pub email_verified: bool,
 }
 
 impl From<&User> for UserView {
@@ -36,6 +38,7 @@ impl From<&User> for UserView {
             fullname: u.fullname.clone(),
             created_at: rfc3339(u.created_at),
             disabled: u.disabled,
+            email_verified: u.email_verified,
         }
     }
 }

@@ -145,6 +145,10 @@ contract!(
     recent_audit_is_the_newest_events_newest_first,
     import_users_inserts_skips_and_names_conflicts,
     import_users_handles_batches_larger_than_one_statement,
+    email_verification_holds_only_for_the_address_confirmed,
+    account_tokens_are_single_use,
+    account_tokens_go_with_their_user_and_their_expiry,
+    mail_is_claimed_once_and_retried_until_delivered,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -1441,6 +1445,162 @@ async fn import_users_handles_batches_larger_than_one_statement(s: &dyn Store) {
     let second = s.import_users(&batch(1_234), false).await.unwrap();
     assert!(second.iter().all(|o| *o == ImportOutcome::AlreadyPresent));
     assert_eq!(s.list_users(2_000, 0).await.unwrap().len(), 1_234);
+}
+
+fn account_token(
+    hash: &str,
+    purpose: TokenPurpose,
+    user: Option<Uuid>,
+    expires_at: i64,
+) -> AccountToken {
+    AccountToken {
+        hash: hash.into(),
+        purpose,
+        user_id: user,
+        email: "who@example.com".into(),
+        created_at: T0,
+        expires_at,
+    }
+}
+
+async fn email_verification_holds_only_for_the_address_confirmed(s: &dyn Store) {
+    let u = user(s, "vera").await;
+    assert!(!u.email_verified);
+    // A confirmation for an address the user no longer has changes nothing.
+    assert!(
+        !s.set_email_verified(u.id, "old@example.com", T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_email_verified(u.id, "vera@example.com", T0)
+            .await
+            .unwrap()
+    );
+    assert!(s.get_user(u.id).await.unwrap().unwrap().user.email_verified);
+    // Renaming keeps it; the same address in another case keeps it too.
+    let patch = UserPatch {
+        email: Some("VERA@example.com".into()),
+        ..Default::default()
+    };
+    assert!(s.update_user(u.id, patch).await.unwrap().email_verified);
+    let patch = UserPatch {
+        username: Some("vera2".into()),
+        ..Default::default()
+    };
+    assert!(s.update_user(u.id, patch).await.unwrap().email_verified);
+    // A new address is not verified.
+    let patch = UserPatch {
+        email: Some("vera@elsewhere.org".into()),
+        ..Default::default()
+    };
+    let changed = s.update_user(u.id, patch).await.unwrap();
+    assert!(!changed.email_verified);
+    let (_, with_session) = {
+        let sess = session(s, u.id, T0).await;
+        s.get_session(sess.id).await.unwrap().unwrap()
+    };
+    assert!(!with_session.email_verified);
+}
+
+async fn account_tokens_are_single_use(s: &dyn Store) {
+    let u = user(s, "tomas").await;
+    let t = account_token("aa11", TokenPurpose::ResetPassword, Some(u.id), T0 + 1_800);
+    s.insert_account_token(t.clone()).await.unwrap();
+    assert_eq!(s.get_account_token("aa11").await.unwrap(), Some(t.clone()));
+    // Reading does not use it up; taking it does, for exactly one of many.
+    let takes = join_all((0..8).map(|_| s.take_account_token("aa11"))).await;
+    let won: Vec<_> = takes.into_iter().filter_map(Result::unwrap).collect();
+    assert_eq!(won, vec![t]);
+    assert_eq!(s.get_account_token("aa11").await.unwrap(), None);
+    assert_eq!(s.take_account_token("unknown").await.unwrap(), None);
+    // An invitation names no user.
+    let invite = account_token("bb22", TokenPurpose::Invite, None, T0 + 60);
+    s.insert_account_token(invite.clone()).await.unwrap();
+    assert_eq!(s.take_account_token("bb22").await.unwrap(), Some(invite));
+}
+
+async fn account_tokens_go_with_their_user_and_their_expiry(s: &dyn Store) {
+    let u = user(s, "ines").await;
+    for (h, p) in [
+        ("r1", TokenPurpose::ResetPassword),
+        ("r2", TokenPurpose::ResetPassword),
+        ("v1", TokenPurpose::VerifyEmail),
+    ] {
+        s.insert_account_token(account_token(h, p, Some(u.id), T0 + 100))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.delete_account_tokens(u.id, TokenPurpose::ResetPassword)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(s.get_account_token("v1").await.unwrap().is_some());
+    // Pruning drops expired tokens only.
+    s.insert_account_token(account_token(
+        "late",
+        TokenPurpose::VerifyEmail,
+        Some(u.id),
+        T0 + 10_000,
+    ))
+    .await
+    .unwrap();
+    s.prune(T0 + 200, 0, 0).await.unwrap();
+    assert!(s.get_account_token("v1").await.unwrap().is_none());
+    assert!(s.get_account_token("late").await.unwrap().is_some());
+    // Deleting the user deletes their tokens.
+    assert!(s.delete_user(u.id).await.unwrap());
+    assert!(s.get_account_token("late").await.unwrap().is_none());
+}
+
+async fn mail_is_claimed_once_and_retried_until_delivered(s: &dyn Store) {
+    let mail = |n: i64| QueuedMail {
+        id: Uuid::now_v7(),
+        recipient: format!("r{n}@example.com"),
+        subject: format!("subject {n}"),
+        text: "plain".into(),
+        html: "<p>html</p>".into(),
+        created_at: T0 + n,
+        attempts: 0,
+        next_attempt_at: T0 + n,
+    };
+    let (a, b, later) = (mail(0), mail(1), mail(500));
+    for m in [&later, &b, &a] {
+        s.enqueue_mail(m.clone()).await.unwrap();
+    }
+    assert_eq!(s.count_mail().await.unwrap(), 3);
+    // Claims made together share out the due mails: each is taken once.
+    let claims = join_all((0..4).map(|_| s.claim_mail(T0 + 10, T0 + 70, 10))).await;
+    let mut taken: Vec<QueuedMail> = claims.into_iter().flat_map(Result::unwrap).collect();
+    taken.sort_by_key(|m| m.created_at);
+    let ids: Vec<_> = taken.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![a.id, b.id]);
+    assert_eq!(taken[0].next_attempt_at, T0 + 70);
+    assert_eq!(
+        (taken[0].subject.as_str(), taken[0].html.as_str()),
+        ("subject 0", "<p>html</p>")
+    );
+    // Leased: nothing is due until the lease ends.
+    assert!(s.claim_mail(T0 + 20, T0 + 80, 10).await.unwrap().is_empty());
+    s.mail_delivered(a.id).await.unwrap();
+    s.mail_failed(b.id, T0 + 100, "connection refused")
+        .await
+        .unwrap();
+    assert!(
+        s.claim_mail(T0 + 99, T0 + 200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = s.claim_mail(T0 + 100, T0 + 200, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (b.id, 1));
+    // The limit holds, oldest first.
+    let both = s.claim_mail(T0 + 1_000, T0 + 1_100, 1).await.unwrap();
+    assert_eq!(both.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b.id]);
+    assert_eq!(s.count_mail().await.unwrap(), 2);
 }
 
 /// SQLite only: rotations and other writes reach the database file itself (not

@@ -1,7 +1,9 @@
 //! PostgreSQL: one pool for reads and writes; the database does the serialising.
 
 use crate::pg_conn::{Db, parse_target};
-use crate::rows::{audit_from, record_from, session_from, user_from};
+use crate::rows::{
+    TOKEN_COLUMNS, audit_from, mail_from, record_from, session_from, token_from, user_from,
+};
 use crate::{map_err, rows};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -30,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "legacy_id",
         include_str!("../migrations/postgres/0003_legacy_id.sql"),
+    ),
+    (
+        4,
+        "account_lifecycle",
+        include_str!("../migrations/postgres/0004_account_lifecycle.sql"),
     ),
 ];
 
@@ -93,7 +100,7 @@ type Queue<T> = std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedRe
 const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, \
      s.created_at AS s_created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, \
      s.revoked_at, s.user_agent, s.ip, \
-     u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
+     u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::uuid[])";
 
 /// Session reads (every protected request and every refresh) batched like the
@@ -363,6 +370,8 @@ async fn migrate(db: &Db) -> StoreResult<()> {
     result
 }
 
+const MAIL_COLUMNS: &str = "id, recipient, subject, text_body, html_body, created_at, attempts::bigint AS attempts, next_attempt_at";
+
 /// Taken before a transaction adds revocation rows and held until it commits, so
 /// feed sequence numbers become visible in order: a reader paging by cursor can
 /// never pass a lower number that commits later. Reads are not blocked.
@@ -415,6 +424,7 @@ impl Store for PostgresStore {
             created_at: u.created_at,
             disabled: false,
             legacy_id: u.legacy_id,
+            email_verified: false,
         })
     }
 
@@ -489,12 +499,12 @@ impl Store for PostgresStore {
     async fn find_user_for_login(&self, key: &LoginKey) -> StoreResult<Option<UserRecord>> {
         let (sql, value) = match key {
             LoginKey::Email(e) => (
-                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash \
                  FROM users WHERE email_key = $1",
                 e,
             ),
             LoginKey::Username(u) => (
-                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash \
                  FROM users WHERE username = $1",
                 u,
             ),
@@ -510,7 +520,7 @@ impl Store for PostgresStore {
 
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
         let row = self.q(
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash \
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash \
              FROM users WHERE id = $1",
         )
         .bind(id)
@@ -525,8 +535,9 @@ impl Store for PostgresStore {
         let row = self.q(
             "UPDATE users SET email = COALESCE($1, email), email_key = COALESCE($2, email_key), \
              username = COALESCE($3, username), fullname = COALESCE($4, fullname), \
-             updated_at = EXTRACT(EPOCH FROM now())::BIGINT \
-             WHERE id = $5 RETURNING id, email, username, fullname, created_at, disabled, legacy_id",
+             updated_at = EXTRACT(EPOCH FROM now())::BIGINT, \
+             email_verified_at = CASE WHEN $2::TEXT IS NULL OR $2 = email_key THEN email_verified_at END \
+             WHERE id = $5 RETURNING id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at",
         )
         .bind(p.email)
         .bind(key)
@@ -540,6 +551,147 @@ impl Store for PostgresStore {
             .map(user_from)
             .transpose()?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn set_email_verified(&self, id: Uuid, email_key: &str, at: i64) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2 AND email_key = $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(email_key)
+        .execute(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.hash)
+        .bind(t.purpose.as_str())
+        .bind(t.user_id)
+        .bind(&t.email)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    async fn get_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE token_hash = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        row.as_ref().map(token_from).transpose()
+    }
+
+    async fn take_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>> {
+        let sql =
+            format!("DELETE FROM account_tokens WHERE token_hash = $1 RETURNING {TOKEN_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        row.as_ref().map(token_from).transpose()
+    }
+
+    async fn delete_account_tokens(
+        &self,
+        user_id: Uuid,
+        purpose: TokenPurpose,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2")
+            .bind(user_id)
+            .bind(purpose.as_str())
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn enqueue_mail(&self, m: QueuedMail) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(m.id)
+        .bind(&m.recipient)
+        .bind(&m.subject)
+        .bind(&m.text)
+        .bind(&m.html)
+        .bind(m.created_at)
+        .bind(m.attempts as i32)
+        .bind(m.next_attempt_at)
+        .execute(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        // One statement: no two claims, on any instance, can take the same row.
+        let sql = format!(
+            "UPDATE mail_queue SET next_attempt_at = $1 WHERE id IN \
+             (SELECT id FROM mail_queue WHERE next_attempt_at <= $2 ORDER BY next_attempt_at, created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {MAIL_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        let mut mails = rows
+            .iter()
+            .map(mail_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        mails.sort_by_key(|m| m.created_at);
+        Ok(mails)
+    }
+
+    async fn mail_delivered(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM mail_queue WHERE id = $1")
+            .bind(id)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    async fn mail_failed(&self, id: Uuid, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    async fn count_mail(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_queue")
+            .fetch_one(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(n as u64)
     }
 
     async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool> {
@@ -861,7 +1013,7 @@ impl Store for PostgresStore {
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
         let rows = self
             .q(
-                "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
+                "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at FROM users \
              ORDER BY created_at, id LIMIT $1 OFFSET $2",
             )
             .bind(i64::from(limit))
@@ -1042,6 +1194,11 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.db.err(e))?
             .rows_affected();
+        self.q("DELETE FROM account_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         Ok(PruneReport {
             sessions,
             revocations,

@@ -7,7 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tessera_core::StoreError;
 use tessera_core::model::{
-    AuditEvent, Client, Revocation, Session, StoredKey, ThrottleState, User, UserRecord,
+    AccountToken, AuditEvent, Client, QueuedMail, Revocation, Session, StoredKey, ThrottleState,
+    TokenPurpose, User, UserRecord,
 };
 use tessera_core::store::StoreResult;
 use uuid::Uuid;
@@ -140,6 +141,7 @@ pub(crate) fn user_from(row: &impl DomainRow) -> StoreResult<User> {
         created_at: row.int("created_at")?,
         disabled: row.flag("disabled")?,
         legacy_id: row.opt_text("legacy_id")?,
+        email_verified: row.opt_int("email_verified_at")?.is_some(),
     })
 }
 
@@ -197,5 +199,37 @@ pub(crate) fn existing_user_from(row: &impl DomainRow) -> StoreResult<crate::Exi
         email_key: row.text("email_key")?,
         username: row.text("username")?,
         legacy_id: row.opt_text("legacy_id")?,
+    })
+}
+
+/// A mailed link's token (`account_tokens` row).
+pub(crate) fn token_from(row: &impl DomainRow) -> StoreResult<AccountToken> {
+    let purpose = row.text("purpose")?;
+    Ok(AccountToken {
+        hash: row.text("token_hash")?,
+        purpose: TokenPurpose::parse(&purpose)
+            .ok_or_else(|| StoreError::Other(format!("unknown token purpose `{purpose}`")))?,
+        user_id: row.opt_id("user_id")?,
+        email: row.text("email")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+    })
+}
+
+/// The columns `token_from` reads.
+pub(crate) const TOKEN_COLUMNS: &str =
+    "token_hash, purpose, user_id, email, created_at, expires_at";
+
+/// A queued mail (`mail_queue` row); `attempts` as a 64-bit integer.
+pub(crate) fn mail_from(row: &impl DomainRow) -> StoreResult<QueuedMail> {
+    Ok(QueuedMail {
+        id: row.id("id")?,
+        recipient: row.text("recipient")?,
+        subject: row.text("subject")?,
+        text: row.text("text_body")?,
+        html: row.text("html_body")?,
+        created_at: row.int("created_at")?,
+        attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at: row.int("next_attempt_at")?,
     })
 }

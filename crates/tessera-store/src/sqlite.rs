@@ -1,7 +1,10 @@
 //! SQLite: one writer connection (SQLite serialises writers anyway) and a small
 //! pool of readers, in WAL mode so readers never wait for the writer.
 
-use crate::rows::{DomainRow, audit_from, record_from, session_from, user_from};
+use crate::rows::{
+    DomainRow, TOKEN_COLUMNS, audit_from, mail_from, record_from, session_from, token_from,
+    user_from,
+};
 use crate::sqlite_fast::FastPath;
 use crate::{map_err, rows};
 use async_trait::async_trait;
@@ -37,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "legacy_id",
         include_str!("../migrations/sqlite/0003_legacy_id.sql"),
+    ),
+    (
+        4,
+        "account_lifecycle",
+        include_str!("../migrations/sqlite/0004_account_lifecycle.sql"),
     ),
 ];
 
@@ -245,6 +253,9 @@ impl SqliteStore {
     }
 }
 
+const MAIL_COLUMNS: &str =
+    "id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at";
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn close(&self) {
@@ -288,6 +299,7 @@ impl Store for SqliteStore {
             created_at: u.created_at,
             disabled: false,
             legacy_id: u.legacy_id,
+            email_verified: false,
         })
     }
 
@@ -395,9 +407,10 @@ impl Store for SqliteStore {
     async fn update_user(&self, id: Uuid, p: UserPatch) -> StoreResult<User> {
         let key = p.email.as_deref().map(tessera_core::validate::email_key);
         let row = sqlx::query(
-            "UPDATE users SET email = COALESCE(?, email), email_key = COALESCE(?, email_key), \
-             username = COALESCE(?, username), fullname = COALESCE(?, fullname), updated_at = unixepoch() \
-             WHERE id = ? RETURNING id, email, username, fullname, created_at, disabled, legacy_id",
+            "UPDATE users SET email = COALESCE(?1, email), email_key = COALESCE(?2, email_key), \
+             username = COALESCE(?3, username), fullname = COALESCE(?4, fullname), updated_at = unixepoch(), \
+             email_verified_at = CASE WHEN ?2 IS NULL OR ?2 = email_key THEN email_verified_at END \
+             WHERE id = ?5 RETURNING id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at",
         )
         .bind(p.email)
         .bind(key)
@@ -411,6 +424,147 @@ impl Store for SqliteStore {
             .map(user_from)
             .transpose()?
             .ok_or(StoreError::NotFound)
+    }
+
+    async fn set_email_verified(&self, id: Uuid, email_key: &str, at: i64) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?) WHERE id = ? AND email_key = ?",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .bind(email_key)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.hash)
+        .bind(t.purpose.as_str())
+        .bind(t.user_id.map(|u| u.to_string()))
+        .bind(&t.email)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM account_tokens WHERE token_hash = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(token_from).transpose()
+    }
+
+    async fn take_account_token(&self, hash: &str) -> StoreResult<Option<AccountToken>> {
+        let sql =
+            format!("DELETE FROM account_tokens WHERE token_hash = ? RETURNING {TOKEN_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(token_from).transpose()
+    }
+
+    async fn delete_account_tokens(
+        &self,
+        user_id: Uuid,
+        purpose: TokenPurpose,
+    ) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?")
+            .bind(user_id.to_string())
+            .bind(purpose.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn enqueue_mail(&self, m: QueuedMail) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(m.id.to_string())
+        .bind(&m.recipient)
+        .bind(&m.subject)
+        .bind(&m.text)
+        .bind(&m.html)
+        .bind(m.created_at)
+        .bind(i64::from(m.attempts))
+        .bind(m.next_attempt_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn claim_mail(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        // One statement: no two claims, on any instance, can take the same row.
+        let sql = format!(
+            "UPDATE mail_queue SET next_attempt_at = ? WHERE id IN \
+             (SELECT id FROM mail_queue WHERE next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?) \
+             RETURNING {MAIL_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(map_err)?;
+        let mut mails = rows
+            .iter()
+            .map(mail_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        mails.sort_by_key(|m| m.created_at);
+        Ok(mails)
+    }
+
+    async fn mail_delivered(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM mail_queue WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn mail_failed(&self, id: Uuid, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn count_mail(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mail_queue")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
     }
 
     async fn upgrade_password_hash(&self, id: Uuid, old: &str, new: &str) -> StoreResult<bool> {
@@ -488,7 +642,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
              s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
-             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id \
+             u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         )
         .bind(id.to_string())
@@ -718,7 +872,7 @@ impl Store for SqliteStore {
 
     async fn list_users(&self, limit: u32, offset: u32) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id FROM users \
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at FROM users \
              ORDER BY created_at, id LIMIT ? OFFSET ?",
         )
         .bind(i64::from(limit))
@@ -886,6 +1040,11 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?
             .rows_affected();
+        sqlx::query("DELETE FROM account_tokens WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let throttle_rows =
             sqlx::query("DELETE FROM throttle WHERE window_start + window_len <= ?")
                 .bind(now)
@@ -947,13 +1106,13 @@ impl Store for SqliteStore {
 fn user_query(column: &str) -> &'static str {
     match column {
         "email_key" => {
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE email_key = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash FROM users WHERE email_key = ?"
         }
         "username" => {
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE username = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash FROM users WHERE username = ?"
         }
         _ => {
-            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, password_hash FROM users WHERE id = ?"
+            "SELECT id, email, username, fullname, created_at, disabled, legacy_id, email_verified_at, password_hash FROM users WHERE id = ?"
         }
     }
 }

@@ -53,6 +53,7 @@ fn claims(i: usize, sid: String, now: i64) -> AccessClaims {
         username: Some(format!("user{i}")),
         fullname: Some("Bench User".into()),
         legacy_id: None,
+        email_verified: None,
     }
 }
 

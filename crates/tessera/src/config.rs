@@ -117,6 +117,17 @@ pub struct Config {
     /// listener of its own (and not on the main one); `off`, nowhere.
     #[serde(default, deserialize_with = "lenient_string")]
     pub metrics_listen: Option<String>,
+    /// Who may register through the API: `open`, `invite` or `closed`.
+    pub signup: tessera_app::SignupPolicy,
+    /// `off`, `optional` or `required` (login waits for a confirmed address).
+    pub email_verification: tessera_app::EmailVerification,
+    /// `smtp://` or `smtps://` server for outgoing mail; unset: `.eml` files in
+    /// `<data_dir>/outbox/`.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub smtp_url: Option<String>,
+    /// The sender of every mail.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub mail_from: Option<String>,
     /// Where the values came from; not a setting.
     #[serde(skip)]
     pub sources: Sources,
@@ -238,6 +249,10 @@ impl Default for Config {
             body_read_timeout: Span::from_secs(10),
             log_format: LogFormat::Text,
             metrics_listen: None,
+            signup: tessera_app::SignupPolicy::Open,
+            email_verification: tessera_app::EmailVerification::Optional,
+            smtp_url: None,
+            mail_from: None,
         }
     }
 }
@@ -357,6 +372,23 @@ impl Config {
                 }
             }
             format!("http://{addr}")
+        })
+    }
+
+    /// The sender: `mail_from`, or `Tessera <no-reply@HOST>` with the issuer's host.
+    pub fn mail_from(&self) -> String {
+        self.mail_from.clone().unwrap_or_else(|| {
+            let host = url::Url::parse(&self.issuer())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "localhost".into());
+            // A bare IP address is no mail domain.
+            let domain = if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+                "localhost".to_string()
+            } else {
+                host
+            };
+            format!("Tessera <no-reply@{domain}>")
         })
     }
 
@@ -528,6 +560,21 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("trusted_proxies (TESSERA_TRUSTED_PROXIES)", &e))?;
         positive("audit_retention", self.audit_retention)?;
+        if let Some(url) = &self.smtp_url {
+            tessera_app::mail::check_smtp_url(url).map_err(|e| {
+                bad(
+                    "smtp_url (TESSERA_SMTP_URL)",
+                    &format!("smtp://[user:password@]host[:port] (STARTTLS when offered; ?tls=required to insist) or smtps://…; {e}"),
+                )
+            })?;
+        }
+        let mail_from = self.mail_from();
+        tessera_app::mail::check_mail_from(&mail_from).map_err(|e| {
+            bad(
+                "mail_from (TESSERA_MAIL_FROM)",
+                &format!("an address such as `Tessera <no-reply@example.com>`; {e}"),
+            )
+        })?;
         let hash = tessera_app::HashSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
@@ -561,6 +608,13 @@ impl Config {
                     login_account_ip: self.login_limit_account_ip,
                     register_ip: self.register_limit_ip,
                     refresh_ip: self.refresh_limit_ip,
+                },
+                signup: self.signup,
+                email_verification: self.email_verification,
+                mail: tessera_app::MailSettings {
+                    smtp_url: self.smtp_url.clone(),
+                    from: mail_from,
+                    outbox_dir: self.data_dir.join("outbox"),
                 },
             },
             http: tessera_server::HttpSettings {
@@ -610,6 +664,10 @@ impl Config {
             }
         }
         c.database_url = Some(redact_url(&self.database_url()));
+        if let Some(url) = &self.smtp_url {
+            c.smtp_url = Some(tessera_app::mail::check_smtp_url(url)?);
+        }
+        c.mail_from = Some(self.mail_from());
         c.issuer = Some(self.issuer());
         c.signing_alg = v.server.signing_alg.to_string();
         let mut out = match self.sources.files.as_slice() {

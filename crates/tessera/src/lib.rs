@@ -425,6 +425,7 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
         v.server.issuer,
         config::redact_url(&v.database_url)
     );
+    banner.push_str(&format!("\n  mail:      {}", state.mailer.describe()));
     if !cfg.sources.files.is_empty() {
         let files: Vec<String> = cfg
             .sources
@@ -463,6 +464,8 @@ pub async fn start(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Running, Strin
             }
         }
     })];
+    // Mail queued by any instance (or before a restart) is delivered from here.
+    background.push(state.app.spawn_mail_delivery());
     background.push(tessera_app::housekeeping::spawn(
         store.clone(),
         state.clock.clone(),

@@ -29,7 +29,7 @@ pub struct RegisterBody {
         pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[A-Za-z0-9_.-]{3,32}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     username: String,
-    /// 8 to 128 characters.
+    /// 8 to 128 characters, and not common or easy to guess (contract §5.1).
     #[schema(min_length = 8, max_length = 128)]
     password: String,
     /// At most 128 characters and no control characters once surrounding whitespace
@@ -39,6 +39,10 @@ pub struct RegisterBody {
         pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u001f\u007f-\u009f]{0,128}[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     fullname: Option<String>,
+    /// The token of an invitation (`tessera user invite`): with it, registration
+    /// works under `signup = invite`, only for the invited address, and once.
+    #[serde(default)]
+    invitation: Option<String>,
 }
 
 /// Create an account.
@@ -50,7 +54,8 @@ pub struct RegisterBody {
     request_body = RegisterBody,
     responses(
         (status = 201, description = "The new user", body = UserResponse),
-        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule; `invalid_link`: the invitation is unknown, used, expired or for another address", body = ErrorBody),
+        (status = 403, description = "`signup_closed`: sign-up is closed or needs an invitation on this server", body = ErrorBody),
         (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
@@ -63,15 +68,31 @@ pub async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> ApiResult<Response> {
     let fullname = body.fullname.as_deref().unwrap_or("");
-    let user = state
-        .sign_up(
-            &body.email,
-            &body.username,
-            body.password,
-            fullname,
-            &client,
-        )
-        .await?;
+    let user = match body.invitation.as_deref() {
+        Some(invitation) => {
+            state
+                .sign_up_invited(
+                    invitation,
+                    &body.email,
+                    &body.username,
+                    body.password,
+                    fullname,
+                    &client,
+                )
+                .await?
+        }
+        None => {
+            state
+                .sign_up(
+                    &body.email,
+                    &body.username,
+                    body.password,
+                    fullname,
+                    &client,
+                )
+                .await?
+        }
+    };
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({ "user": UserView::from(&user) })),
@@ -122,6 +143,7 @@ pub struct LoginBody {
             )),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, no login is given, or the login or password is too long", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: the login or password is incorrect (or the account is disabled)", body = ErrorBody),
+        (status = 403, description = "`email_not_verified`: the password is right, but this server requires a confirmed email address first", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: a login limit is spent", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),

@@ -38,9 +38,9 @@ pub async fn get_me(auth: AccessAuth) -> axum::Json<serde_json::Value> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"fullname": "Ada King"}))]
 pub struct PatchBody {
-    /// As at registration: unique regardless of case, at most 254 bytes.
+    /// Not changed here: any value is answered 400; the address changes through
+    /// `POST /v1/me/email`, which confirms it by a mailed link.
     #[serde(default)]
-    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
     /// As at registration: 3 to 32 of `a-z 0-9 _ . -`, lower-cased, trimmed.
     #[serde(default)]
@@ -56,7 +56,7 @@ pub struct PatchBody {
     fullname: Option<String>,
 }
 
-/// Change the signed-in user's email, username or full name.
+/// Change the signed-in user's username or full name.
 #[utoipa::path(
     patch,
     path = "/v1/me",
@@ -66,12 +66,12 @@ pub struct PatchBody {
     security(("bearer" = []), ("access_cookie" = [])),
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
-        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, a field breaks its rule, or `email` is given (see `POST /v1/me/email`)", body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 403, description = "`csrf`: an access cookie sent from another site", body = ErrorBody),
-        (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username is taken", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: email/username changes share the registration limit", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: username changes share the registration limit", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
@@ -92,6 +92,51 @@ pub async fn patch_me(
     ))
 }
 
+/// The current password, to confirm an account deletion. Unknown fields are refused.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery"}))]
+pub struct DeleteBody {
+    /// A wrong one (or one over 128 characters) is answered 403.
+    current_password: String,
+}
+
+/// Delete the signed-in user's account: every session ends, the user is removed,
+/// and a notice is mailed to the address.
+#[utoipa::path(
+    delete,
+    path = "/v1/me",
+    operation_id = "delete_me",
+    tag = "me",
+    request_body = DeleteBody,
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "Deleted; cookies cleared",
+            headers(("Set-Cookie" = String, description = "Clears the access and refresh cookies"))),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields", body = ErrorBody),
+        (status = 401, description = "`invalid_token`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the current password is incorrect; `csrf`: an access cookie sent from another site", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: password checks share the login limits", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`overloaded`: the hash pool is full", body = ErrorBody),
+    )
+)]
+pub async fn delete_me(
+    State(state): State<Arc<AppState>>,
+    auth: AccessAuth,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<DeleteBody>,
+) -> ApiResult<Response> {
+    state
+        .app
+        .delete_account(&auth.user, auth.session.id, body.current_password, &client)
+        .await?;
+    let mut headers = axum::http::HeaderMap::new();
+    state.cookies.clear(&mut headers);
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
 /// A password change. Unknown fields are refused.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,7 +145,7 @@ pub async fn patch_me(
 pub struct PasswordBody {
     /// A wrong one (or one over 128 characters) is answered 403.
     current_password: String,
-    /// 8 to 128 characters.
+    /// 8 to 128 characters, and not common or easy to guess (contract §5.1).
     #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }

@@ -3,6 +3,7 @@
 //! `/openapi.json`, so adding a documented path is one line.
 
 mod auth;
+mod lifecycle;
 mod me;
 mod meta;
 mod oauth;
@@ -10,6 +11,7 @@ pub(crate) mod openapi;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::pages;
 use axum::Router;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -24,8 +26,13 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
-        .routes(routes!(me::get_me, me::patch_me))
+        .routes(routes!(me::get_me, me::patch_me, me::delete_me))
         .routes(routes!(me::change_password))
+        .routes(routes!(lifecycle::confirm_email))
+        .routes(routes!(lifecycle::request_verification))
+        .routes(routes!(lifecycle::change_email))
+        .routes(routes!(lifecycle::forgot_password))
+        .routes(routes!(lifecycle::reset_password))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))
         .routes(routes!(meta::revocations))
@@ -40,6 +47,22 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(oauth::openid_configuration))
         .routes(routes!(oauth::oauth_authorization_server))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(
+            pages::account::verify_email_page,
+            pages::account::verify_email_submit
+        ))
+        .routes(routes!(
+            pages::account::forgot_password_page,
+            pages::account::forgot_password_submit
+        ))
+        .routes(routes!(
+            pages::account::reset_password_page,
+            pages::account::reset_password_submit
+        ))
+        .routes(routes!(
+            pages::account::register_page,
+            pages::account::register_submit
+        ))
 }
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -93,7 +116,13 @@ mod tests {
             ("post /v1/auth/logout", "logout"),
             ("get /v1/me", "get_me"),
             ("patch /v1/me", "update_me"),
+            ("delete /v1/me", "delete_me"),
+            ("post /v1/me/email", "change_email"),
             ("post /v1/me/password", "change_password"),
+            ("post /v1/auth/email/confirm", "confirm_email"),
+            ("post /v1/me/email/verify", "request_email_verification"),
+            ("post /v1/auth/password/forgot", "forgot_password"),
+            ("post /v1/auth/password/reset", "reset_password"),
             ("get /v1/me/sessions", "list_sessions"),
             ("delete /v1/me/sessions/{id}", "revoke_session"),
             ("get /v1/revocations", "revocations"),
@@ -115,6 +144,17 @@ mod tests {
                 "oauth_authorization_server",
             ),
             ("get /openapi.json", "openapi"),
+            ("get /account/verify-email", "page_verify_email"),
+            ("post /account/verify-email", "page_verify_email_submit"),
+            ("get /account/forgot-password", "page_forgot_password"),
+            (
+                "post /account/forgot-password",
+                "page_forgot_password_submit",
+            ),
+            ("get /account/reset-password", "page_reset_password"),
+            ("post /account/reset-password", "page_reset_password_submit"),
+            ("get /account/register", "page_register"),
+            ("post /account/register", "page_register_submit"),
         ];
         let expected: std::collections::BTreeMap<String, String> = expected
             .iter()

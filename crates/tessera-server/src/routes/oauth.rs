@@ -374,7 +374,7 @@ fn user_claims(auth: AccessAuth) -> Response {
     let body = UserInfo {
         sub: u.id.to_string(),
         email: u.email,
-        email_verified: false,
+        email_verified: u.email_verified,
         preferred_username: u.username,
         name: Some(u.fullname).filter(|n| !n.is_empty()),
     };

@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn email_is_documented_as_an_email_of_at_most_254() {
         let doc = document();
-        for schema in ["RegisterBody", "PatchBody"] {
+        for schema in ["RegisterBody", "EmailChangeBody", "ForgotBody"] {
             let email = property(&doc, schema, "email");
             assert_eq!(email["format"], "email", "{schema}");
             assert_eq!(email["maxLength"], 254, "{schema}");
@@ -360,6 +360,11 @@ mod tests {
             "LogoutBody",
             "PatchBody",
             "PasswordBody",
+            "DeleteBody",
+            "EmailChangeBody",
+            "ConfirmBody",
+            "ForgotBody",
+            "ResetBody",
         ] {
             let s = &doc["components"]["schemas"][schema];
             let object = s.get("allOf").map_or(s, |all| &all[0]);

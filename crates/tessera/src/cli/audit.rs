@@ -14,12 +14,20 @@ use uuid::Uuid;
 pub const EVENT_KINDS: &[(&str, &str)] = &[
     (
         "register",
-        "an account was created (API or `tessera user add`)",
+        "an account was created (API, invitation or `tessera user add`)",
     ),
     ("login_ok", "a password login succeeded"),
     (
         "login_failed",
-        "a login was refused (wrong password, unknown or disabled user)",
+        "a login was refused (wrong password, unknown or disabled user, email not verified)",
+    ),
+    (
+        "email_verified",
+        "an email address was confirmed through a mailed link",
+    ),
+    (
+        "password_reset_requested",
+        "a password-reset link was asked for (detail: unknown address when none was sent)",
     ),
     ("throttled", "a request was refused by a rate limit"),
     (
@@ -29,11 +37,39 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
     ("logout", "a session ended by logout or token revocation"),
     (
         "password_changed",
-        "a password was changed or set; other sessions ended",
+        "a password was changed, set or reset by link; other sessions ended",
     ),
     (
         "password_change_failed",
         "a password change gave the wrong current password",
+    ),
+    (
+        "invited",
+        "an operator mailed an invitation to sign up (`tessera user invite`)",
+    ),
+    (
+        "register_taken_address",
+        "a registration named an address that has an account; its owner was mailed",
+    ),
+    (
+        "account_delete_failed",
+        "an account deletion gave the wrong current password",
+    ),
+    (
+        "account_deleted",
+        "a user deleted their own account; its sessions ended",
+    ),
+    (
+        "email_change_requested",
+        "a confirmation link was mailed to a new address",
+    ),
+    (
+        "email_change_failed",
+        "an email change gave the wrong current password",
+    ),
+    (
+        "email_changed",
+        "a new address was confirmed and replaced the old one",
     ),
     (
         "session_revoked",
@@ -56,7 +92,7 @@ const DEFAULT_TAIL: u32 = 50;
 fn after_help() -> String {
     let mut out = String::from("Event kinds:\n");
     for (kind, meaning) in EVENT_KINDS {
-        out.push_str(&format!("  {kind:<24}{meaning}\n"));
+        out.push_str(&format!("  {kind:<26}{meaning}\n"));
     }
     out.push_str(
         "\nEach line shows the time, the kind, the user, the session, the client \

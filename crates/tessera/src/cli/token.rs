@@ -248,6 +248,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                     username: p.username.then(|| u.username.clone()),
                     fullname: p.fullname.then(|| u.fullname.clone()),
                     legacy_id: p.legacy_id.then(|| u.legacy_id.clone()).flatten(),
+                    email_verified: p.email.then_some(u.email_verified),
                 };
                 let token = keys.signing_key().sign(&claims).map_err(|e| e.to_string());
                 if token.is_err() {

@@ -26,6 +26,13 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Mail a single-use sign-up link to an address (needs signup = invite). The
+    /// mail is handed over at once when it can be; otherwise it stays queued for
+    /// the server's delivery.
+    Invite {
+        #[arg(value_parser = checked(validate::email))]
+        email: String,
+    },
     /// List users, oldest first, a page at a time; the total is on stderr.
     List {
         /// Users per page (1 to 10000).
@@ -279,6 +286,23 @@ pub async fn run_user(cfg: &Config, cmd: UserCommand) -> ExitCode {
                     .await
                     .map_err(err)?;
                 print_user(&user);
+                Ok(())
+            })
+            .await
+        }
+        UserCommand::Invite { email } => {
+            super::with_app(cfg, |app| async move {
+                let until = app.invite(&email, &operator).await.map_err(err)?;
+                let sent = app.deliver_due_mail().await > 0;
+                let how = if sent {
+                    "mailed"
+                } else {
+                    "queued for delivery by the server"
+                };
+                println!(
+                    "invited {email} ({how}); the link works until {}",
+                    tessera_app::rfc3339(until)
+                );
                 Ok(())
             })
             .await

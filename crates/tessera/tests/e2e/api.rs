@@ -229,15 +229,23 @@ async fn patch_me_and_conflicts() {
     assert_eq!(me["user"]["fullname"], "Frank F.");
     assert_eq!(me["user"]["username"], "frankie");
     s.login("frankie").await;
+    let body = json!({"email": "ERIN@example.com"});
     let r = s
-        .http
-        .patch(s.url("/v1/me"))
-        .bearer_auth(&t.access)
-        .json(&json!({"email": "ERIN@example.com"}))
-        .send()
-        .await
-        .unwrap();
+        .json_auth(reqwest::Method::POST, "/v1/me/email", &t.access, body)
+        .await;
     expect_error(r, StatusCode::CONFLICT, "conflict").await;
+    // The address is not changed by PATCH: that needs a link to the new address.
+    let body = json!({"email": "frank@elsewhere.org"});
+    let r = s
+        .json_auth(reqwest::Method::PATCH, "/v1/me", &t.access, body)
+        .await;
+    let body = expect_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/me/email")
+    );
     let r = s
         .http
         .patch(s.url("/v1/me"))
@@ -814,7 +822,7 @@ async fn password_change_wins_against_racing_logins() {
     );
 }
 
-/// Probing for taken emails through PATCH /v1/me costs the registration budget.
+/// Probing for taken emails through an address change costs the registration budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_changes_share_the_registration_limit() {
     let s = TestServer::start_with(|c| c.register_limit_ip = "3/10m".parse().unwrap()).await;
@@ -827,9 +835,13 @@ async fn profile_changes_share_the_registration_limit() {
             .json(&body)
             .send()
     };
-    let r = patch(json!({"email": "quin@example.com"})).await.unwrap();
+    let change_email = |email: &str| {
+        let body = json!({ "email": email });
+        s.json_auth(reqwest::Method::POST, "/v1/me/email", &t.access, body)
+    };
+    let r = change_email("quin@example.com").await;
     expect_error(r, StatusCode::CONFLICT, "conflict").await;
-    let r = patch(json!({"email": "nobody@example.com"})).await.unwrap();
+    let r = change_email("nobody@example.com").await;
     expect_error(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // A full-name change is not a probe and is not counted.
     let r = patch(json!({"fullname": "Rhea R."})).await.unwrap();

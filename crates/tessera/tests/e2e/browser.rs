@@ -94,19 +94,7 @@ async fn a_page_on_a_trusted_origin_signs_in_and_other_origins_are_blocked() {
         other_page.clone(),
         shots.display().to_string(),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(&args)
-            .current_dir(interop_dir())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser_cors.mjs failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let seen = run_node(args).await;
     let shown = serde_json::to_string_pretty(&seen).unwrap();
 
     // The trusted app: every call answered and readable, cookies doing the work.
@@ -182,4 +170,122 @@ async fn a_page_on_a_trusted_origin_signs_in_and_other_origins_are_blocked() {
         assert!(size > 1000, "{png}: {size} bytes");
     }
     println!("{shown}");
+}
+
+/// Runs `tests/interop/browser_pages.mjs` with `args`; returns what it saw.
+async fn browse_pages(mut args: Vec<String>) -> Value {
+    args.insert(0, "browser_pages.mjs".into());
+    run_node(args).await
+}
+
+/// Runs a script of `tests/interop` (the first of `args`) with Node; returns the
+/// JSON it printed.
+async fn run_node(args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(&args)
+            .current_dir(interop_dir())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser script failed:\n{stderr}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The mailed-link pages in a real browser, by keyboard alone: ask for a reset
+/// link, follow it from the mail (over real SMTP), have a weak password refused,
+/// set a strong one, sign in with it; and confirm an address from its link.
+/// Screenshots of every page go to `target/screenshots/page-*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_resets_a_password_and_confirms_an_address_from_the_mailed_links() {
+    if !browser_ready() || !crate::mailbox::smtp_ready() {
+        return;
+    }
+    let smtp = crate::mailbox::SmtpServer::start();
+    let port = free_port();
+    let issuer = format!("http://localhost:{port}");
+    let s = TestServer::start_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.issuer = Some(issuer.clone());
+        c.smtp_url = Some(smtp.url());
+    })
+    .await;
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let shots_arg = shots.display().to_string();
+    s.user("bea").await;
+
+    // Confirm the address from the sign-up mail.
+    let verify = smtp.wait_for("bea@example.com", 1).await;
+    let link = verify.link("/account/verify-email");
+    assert!(link.starts_with(&issuer), "{link}");
+    let seen = browse_pages(vec!["confirm".into(), link, shots_arg.clone()]).await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["form"]["status"], 200, "{shown}");
+    assert_eq!(seen["form"]["scripts"], 0, "{shown}");
+    assert_eq!(seen["buttonFocused"], "BUTTON", "{shown}");
+    assert_eq!(seen["done"]["status"], 200, "{shown}");
+    assert!(
+        seen["done"]["notice"]
+            .as_str()
+            .unwrap()
+            .contains("bea@example.com is confirmed"),
+        "{shown}"
+    );
+
+    // Ask for a reset link on the page.
+    let seen = browse_pages(vec![
+        "forgot".into(),
+        format!("{issuer}/account/forgot-password"),
+        "bea@example.com".into(),
+        shots_arg.clone(),
+    ])
+    .await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["form"]["status"], 200, "{shown}");
+    assert_eq!(seen["form"]["focused"], "email", "{shown}");
+    assert_eq!(seen["sent"]["status"], 200, "{shown}");
+    assert_eq!(seen["sent"]["heading"], "Check your mail", "{shown}");
+
+    // Follow the mailed link; a weak password is refused on the page, a strong one set.
+    let reset = smtp.wait_for("bea@example.com", 2).await;
+    assert_eq!(reset.subject, "Reset your password");
+    let strong = "violet lanterns over the harbour";
+    let seen = browse_pages(vec![
+        "reset".into(),
+        reset.link("/account/reset-password"),
+        "password123".into(),
+        strong.into(),
+        shots_arg,
+    ])
+    .await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["form"]["status"], 200, "{shown}");
+    assert_eq!(seen["form"]["focused"], "new_password", "{shown}");
+    assert_eq!(seen["refused"]["status"], 400, "{shown}");
+    assert!(
+        seen["refused"]["notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too common or too easy to guess"),
+        "{shown}"
+    );
+    assert_eq!(seen["done"]["status"], 200, "{shown}");
+    assert_eq!(seen["done"]["heading"], "Password changed", "{shown}");
+    s.login_with("bea", strong).await;
+    for png in [
+        "page-verify-email.png",
+        "page-verify-email-done.png",
+        "page-forgot-password.png",
+        "page-forgot-password-sent.png",
+        "page-reset-password.png",
+        "page-reset-password-refused.png",
+        "page-reset-password-done.png",
+    ] {
+        let size = std::fs::metadata(shots.join(png)).unwrap().len();
+        assert!(size > 1000, "{png}: {size} bytes");
+    }
 }

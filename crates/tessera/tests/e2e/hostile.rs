@@ -215,7 +215,7 @@ async fn wrong_methods_and_paths() {
     let s = TestServer::start().await;
     let r = s.http.get(s.url("/v1/auth/login")).send().await.unwrap();
     expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-    let r = s.http.delete(s.url("/v1/me")).send().await.unwrap();
+    let r = s.http.put(s.url("/v1/me")).send().await.unwrap();
     expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     let r = s.http.get(s.url("/../../etc/passwd")).send().await.unwrap();
     assert!(r.status().is_client_error());

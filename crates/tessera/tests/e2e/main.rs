@@ -11,6 +11,8 @@ mod failover;
 mod hostile;
 mod instances;
 mod keys;
+mod lifecycle;
+mod mailbox;
 mod migrate;
 mod oauth;
 mod openapi;

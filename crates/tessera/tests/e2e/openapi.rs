@@ -443,7 +443,7 @@ async fn throttled_answers_are_documented() {
         operator: true,
         ..Default::default()
     };
-    for name in ["tina", "tom", "tess", "ted", "tara"] {
+    for name in ["tina", "tom", "tess", "ted", "tara", "tia", "tod"] {
         s.state()
             .sign_up(
                 &format!("{name}@example.com"),
@@ -458,6 +458,8 @@ async fn throttled_answers_are_documented() {
     let tom = s.login("tom").await;
     let tess = s.login("tess").await;
     let ted = s.login("ted").await;
+    let tia = s.login("tia").await;
+    let tod = s.login("tod").await;
     let json = |m: Method, p: &str, body: Value| s.http.request(m, s.url(p)).json(&body);
     let cases: Vec<(&str, &str, Vec<reqwest::RequestBuilder>)> = vec![
         ("/v1/auth/register", "post", (0..2).map(|i| json(Method::POST, "/v1/auth/register",
@@ -469,7 +471,11 @@ async fn throttled_answers_are_documented() {
             json(Method::POST, "/v1/auth/refresh", json!({"refresh_token": tom.refresh})),
         ]),
         ("/v1/me", "patch", (0..2).map(|i| json(Method::PATCH, "/v1/me",
-            json!({"email": format!("tess{i}@example.com")})).bearer_auth(&tess.access)).collect()),
+            json!({"username": format!("tess{i}")})).bearer_auth(&tess.access)).collect()),
+        ("/v1/me/email", "post", (0..2).map(|i| json(Method::POST, "/v1/me/email",
+            json!({"email": format!("tia{i}@example.com")})).bearer_auth(&tia.access)).collect()),
+        ("/v1/me", "delete", (0..2).map(|_| json(Method::DELETE, "/v1/me",
+            json!({"current_password": "not the password"})).bearer_auth(&tod.access)).collect()),
         ("/v1/me/password", "post", (0..2).map(|_| json(Method::POST, "/v1/me/password",
             json!({"current_password": "not the password", "new_password": "a new password 123"})).bearer_auth(&ted.access)).collect()),
         ("/oauth/token", "post", (0..2).map(|_| s.http.post(s.url("/oauth/token")).form(&[

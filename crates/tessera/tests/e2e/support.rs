@@ -273,6 +273,23 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A JSON request with a bearer access token.
+    pub async fn json_auth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access: &str,
+        body: Value,
+    ) -> Response {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(access)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn register(&self, name: &str) -> Value {
         let r = self
             .post(
