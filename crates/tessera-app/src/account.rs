@@ -141,10 +141,14 @@ impl App {
                 detail,
             };
             let ended = app.end_sessions(ending, &caller).await?;
-            // A reset link asked for before the change must not undo it.
-            app.store
-                .delete_account_tokens(user, tessera_core::TokenPurpose::ResetPassword)
-                .await?;
+            // Links asked for before the change must not undo it: a reset link, or
+            // an address change that whoever knew the old password started.
+            for purpose in [
+                tessera_core::TokenPurpose::ResetPassword,
+                tessera_core::TokenPurpose::ChangeEmail,
+            ] {
+                app.store.delete_account_tokens(user, purpose).await?;
+            }
             if let Err(e) = app.notify_password_changed(user).await {
                 tracing::warn!(error = %e, "could not queue the password-change notice");
             }

@@ -238,6 +238,11 @@ impl App {
             )
             .await?;
         let user = t.user_id.ok_or_else(invalid_link)?;
+        let owner = self.store.get_user(user).await?.ok_or_else(invalid_link)?;
+        // A disabled account's links confirm nothing.
+        if owner.user.disabled {
+            return Err(invalid_link());
+        }
         if t.purpose == TokenPurpose::ChangeEmail {
             self.change_email(user, &t.email, caller).await?;
         }
@@ -518,6 +523,10 @@ impl App {
             .get_user(user_id)
             .await?
             .ok_or_else(invalid_link)?;
+        // A link asked for before the account was disabled resets nothing.
+        if record.user.disabled {
+            return Err(invalid_link());
+        }
         validate::new_password(&new_password, &[&record.user.email, &record.user.username])
             .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
         if self.hasher.saturated() {

@@ -126,6 +126,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),

@@ -211,12 +211,14 @@ pub(crate) fn parse_target(s: &str) -> StoreResult<Target> {
         ));
     };
 
-    let mut wanted = Wanted::Any;
+    let mut wanted = None;
     let mut connect_timeout = None;
     for (k, v) in extra {
         match (k.as_str(), v.as_str()) {
-            ("target_session_attrs", "any") => wanted = Wanted::Any,
-            ("target_session_attrs", "read-write" | "primary") => wanted = Wanted::ReadWrite,
+            ("target_session_attrs", "any") => wanted = Some(Wanted::Any),
+            ("target_session_attrs", "read-write" | "primary") => {
+                wanted = Some(Wanted::ReadWrite);
+            }
             ("target_session_attrs", other) => {
                 return Err(invalid(format!(
                     "target_session_attrs={other} is not supported (use any, read-write or primary)"
@@ -235,6 +237,20 @@ pub(crate) fn parse_target(s: &str) -> StoreResult<Target> {
     if hosts.is_empty() {
         hosts.push(String::new());
     }
+    // Tessera writes on every refresh: among several hosts only a primary will do.
+    // Left to `any`, a failover could settle on a standby, whose reads lag (a
+    // revoked session would still look live) and whose writes all fail.
+    let wanted = match wanted {
+        Some(Wanted::Any) if hosts.len() > 1 => {
+            return Err(invalid(
+                "target_session_attrs=any with several hosts could settle on a standby; \
+                 use read-write (the default with several hosts)",
+            ));
+        }
+        Some(w) => w,
+        None if hosts.len() > 1 => Wanted::ReadWrite,
+        None => Wanted::Any,
+    };
     if !ports.is_empty() && ports.len() != 1 && ports.len() != hosts.len() {
         return Err(invalid(format!(
             "{} hosts but {} ports: give one port, or one per host",
@@ -724,7 +740,14 @@ mod tests {
     fn hosts_and_ports_as_query_parameters() {
         let t = parse_target("postgresql:///auth?host=a,b&port=1,2").unwrap();
         assert_eq!(hosts(&t), ["a:1", "b:2"]);
-        assert_eq!(t.wanted, Wanted::Any);
+        assert_eq!(
+            t.wanted,
+            Wanted::ReadWrite,
+            "the default with several hosts"
+        );
+        assert!(parse_target("postgresql:///auth?host=a,b&target_session_attrs=any").is_err());
+        let one = parse_target("postgresql:///auth?host=a").unwrap();
+        assert_eq!(one.wanted, Wanted::Any);
     }
 
     #[test]

@@ -684,6 +684,51 @@ async fn a_new_address_needs_the_password_and_takes_effect_only_from_its_link() 
     refused_confirmation(&s, &token).await;
 }
 
+/// An address change started by whoever knew the password dies when the owner
+/// changes the password: its link no longer takes the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_voids_a_pending_address_change() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
+    let t = s.user("olga").await;
+    let r = s
+        .json_auth(
+            Method::POST,
+            "/v1/me/email",
+            &t.access,
+            json!({"email": "intruder@evil.example", "current_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let link = smtp
+        .wait_for("intruder@evil.example", 1)
+        .await
+        .token("/account/verify-email");
+    let r = s
+        .json_auth(
+            Method::POST,
+            "/v1/me/password",
+            &t.access,
+            json!({"current_password": PASSWORD, "new_password": "a fresh passphrase 42"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    refused_confirmation(&s, &link).await;
+    let me: Value = s
+        .get_auth(
+            "/v1/me",
+            &s.login_with("olga", "a fresh passphrase 42").await.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "olga@example.com");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_required_verification_a_taken_address_registers_like_a_new_one_and_its_owner_is_told()
 {
