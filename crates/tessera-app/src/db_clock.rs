@@ -36,8 +36,16 @@ impl Clock for DatabaseClock {
 /// store has no clock of its own, else a [`DatabaseClock`] kept in step by a
 /// background task (a failed measurement keeps the last offset).
 pub async fn follow_database(store: Arc<dyn Store>, base: Arc<dyn Clock>) -> Arc<dyn Clock> {
-    let Ok(Some(db_now)) = store.database_time().await else {
-        return base;
+    let db_now = match store.database_time().await {
+        Ok(Some(t)) => t,
+        Ok(None) => return base,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot read the database's clock; following this machine's clock until restart"
+            );
+            return base;
+        }
     };
     let clock = Arc::new(DatabaseClock {
         offset: AtomicI64::new(db_now - base.now()),

@@ -16,10 +16,12 @@ use std::time::Duration;
 use tessera_core::QueuedMail;
 use uuid::Uuid;
 
-/// How long a claimed mail is reserved for the instance delivering it.
-const LEASE_SECS: i64 = 120;
 /// Mails handed over per pass.
 const BATCH: u32 = 20;
+/// How long a claimed mail is reserved for the instance delivering it: longer
+/// than a whole pass can take (every mail of the batch using its full SMTP time
+/// limit), so no other instance takes a mail that is still being sent.
+const LEASE_SECS: i64 = BATCH as i64 * SMTP_TIMEOUT.as_secs() as i64 + 60;
 /// How often the delivery loop looks for due mail when nothing wakes it.
 const POLL: Duration = Duration::from_secs(1);
 /// First retry delay; it doubles with each failed attempt, up to [`MAX_RETRY_SECS`].

@@ -156,5 +156,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub(crate) fn pg_unavailable(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
+        // A deadlock victim or a serialization failure: rolled back whole, so the
+        // request may simply be sent again (503 with Retry-After, not 500).
+        || matches!(code, "57P01" | "57P02" | "57P03" | "25006" | "40P01" | "40001")
 }
