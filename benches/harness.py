@@ -250,6 +250,9 @@ class Harness:
             **os.environ,
             "TESSERA_LOG": "warn",
             "REFRESH_TOKEN_SECRET": "benchmark-refresh-secret-0123456789abcdef",
+            # Instances sharing a PostgreSQL database must open each other's sealed
+            # signing keys (the revocation check starts a second one).
+            "TESSERA_MASTER_KEY": "benchmark-master-key-0123456789abcdef0123",
             "TESSERA_ISSUER": "http://bench.tessera",
             # One client address generates all the load here; per-address limits
             # would measure the throttle, not the server.
