@@ -187,7 +187,6 @@ pub fn token_kid(token: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::keys::{KeySet, LoadedKey, generate_key, hs256_key};
-    use crate::verify::Audience;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -209,22 +208,7 @@ mod tests {
                 1,
                 "the HMAC key is never published nor trusted"
             );
-            let claims = AccessClaims {
-                iss: "https://id".into(),
-                sub: "u".into(),
-                aud: Audience::One("api".into()),
-                exp: NOW + 60,
-                iat: NOW,
-                nbf: None,
-                jti: "j".into(),
-                sid: "s".into(),
-                client_id: "c".into(),
-                email: None,
-                username: None,
-                fullname: None,
-                legacy_id: None,
-                email_verified: None,
-            };
+            let claims = crate::test_claims("https://id", "api", NOW, NOW + 60);
             let token = set.signing_key().sign(&claims).unwrap();
             assert_eq!(
                 token_kid(&token).as_deref(),
@@ -285,22 +269,7 @@ mod tests {
             let keys = PublicKeys::from_pem(&format!("# exported key\n{pem}")).unwrap();
             assert_eq!(keys.kids(), vec![stored.kid.clone()], "{alg}");
             assert_eq!(keys.algorithm(&stored.kid), Some(alg));
-            let claims = AccessClaims {
-                iss: "https://id".into(),
-                sub: "u".into(),
-                aud: Audience::One("api".into()),
-                exp: NOW + 60,
-                iat: NOW,
-                nbf: None,
-                jti: "j".into(),
-                sid: "s".into(),
-                client_id: "c".into(),
-                email: None,
-                username: None,
-                fullname: None,
-                legacy_id: None,
-                email_verified: None,
-            };
+            let claims = crate::test_claims("https://id", "api", NOW, NOW + 60);
             let token = set.signing_key().sign(&claims).unwrap();
             assert_eq!(keys.verify(&token, &opts, NOW).unwrap(), claims);
         }

@@ -59,24 +59,11 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Audience;
 
     fn claims(iat: i64, exp: i64, nbf: Option<i64>) -> AccessClaims {
         AccessClaims {
-            iss: "https://issuer".into(),
-            sub: "u".into(),
-            aud: Audience::One("a".into()),
-            exp,
-            iat,
             nbf,
-            jti: "j".into(),
-            sid: "s".into(),
-            client_id: "c".into(),
-            email: None,
-            username: None,
-            fullname: None,
-            legacy_id: None,
-            email_verified: None,
+            ..crate::test_claims("https://issuer", "a", iat, exp)
         }
     }
 
