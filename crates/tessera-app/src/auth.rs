@@ -110,14 +110,28 @@ impl App {
     }
 
     /// Checks a login and password and opens a new session for OAuth client
-    /// `client_id`. Unknown users, wrong passwords and disabled users all cost one
-    /// hash and answer the same.
+    /// `client_id`, without scopes (a first-party session). Unknown users, wrong
+    /// passwords and disabled users all cost one hash and answer the same.
     pub async fn password_login(
         &self,
         login: &str,
         password: String,
         caller: &Caller,
         client_id: &str,
+    ) -> AppResult<(User, Session)> {
+        self.password_login_scoped(login, password, caller, client_id, None)
+            .await
+    }
+
+    /// [`App::password_login`] for a session granted `scope` (already checked
+    /// against what the client may have).
+    pub async fn password_login_scoped(
+        &self,
+        login: &str,
+        password: String,
+        caller: &Caller,
+        client_id: &str,
+        scope: Option<&str>,
     ) -> AppResult<(User, Session)> {
         if login.len() > MAX_LOGIN_LEN {
             return Err(AppError::invalid_request("login is too long"));
@@ -194,6 +208,7 @@ impl App {
                 absolute_expires_at: now + s.session_max,
                 user_agent: caller.user_agent.clone(),
                 ip: caller.ip.clone(),
+                scope: scope.map(str::to_string),
             })
             .await?;
         // A password change that raced this login revokes every session it can see;
@@ -240,8 +255,21 @@ impl App {
         caller: &Caller,
         client_id: &str,
     ) -> AppResult<Issued> {
+        self.login_and_issue_scoped(login, password, caller, client_id, None)
+            .await
+    }
+
+    /// [`App::login_and_issue`] for a session granted `scope`.
+    pub async fn login_and_issue_scoped(
+        &self,
+        login: &str,
+        password: String,
+        caller: &Caller,
+        client_id: &str,
+        scope: Option<&str>,
+    ) -> AppResult<Issued> {
         let (user, session) = self
-            .password_login(login, password, caller, client_id)
+            .password_login_scoped(login, password, caller, client_id, scope)
             .await?;
         self.issue(&session, &user, 0, session.created_at)
     }
@@ -256,7 +284,21 @@ impl App {
         caller: &Caller,
         client_id: &str,
     ) -> AppResult<Issued> {
-        let outcome = self.refresh_once(presented, caller, client_id).await;
+        self.refresh_scoped(presented, caller, client_id, &[]).await
+    }
+
+    /// [`App::refresh`] asking for `scope` (RFC 6749 §6): accepted when the
+    /// session was granted every one of them (a first-party session without
+    /// scopes may have any the client may have, checked by the caller). The new
+    /// tokens carry the session's scopes.
+    pub async fn refresh_scoped(
+        &self,
+        presented: &str,
+        caller: &Caller,
+        client_id: &str,
+        scope: &[String],
+    ) -> AppResult<Issued> {
+        let outcome = self.refresh_once(presented, caller, client_id, scope).await;
         // Reuse is counted by its audit event.
         if !matches!(&outcome, Err(e) if e.kind == ErrorKind::RefreshTokenReused) {
             self.metrics.on_refresh(outcome.is_ok());
@@ -269,6 +311,7 @@ impl App {
         presented: &str,
         caller: &Caller,
         client_id: &str,
+        scope: &[String],
     ) -> AppResult<Issued> {
         let token = self
             .refresh_codec
@@ -287,6 +330,14 @@ impl App {
             if session.client_id != client_id {
                 return Err(AppError::invalid_grant(
                     "the refresh token was issued to another client",
+                ));
+            }
+            if let Some(granted) = &session.scope
+                && let Some(extra) = scope.iter().find(|s| !granted.split(' ').any(|g| g == *s))
+            {
+                return Err(AppError::new(
+                    ErrorKind::InvalidScope,
+                    format!("the scope `{extra}` was not granted to this session"),
                 ));
             }
             match decide(

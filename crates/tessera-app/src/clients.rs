@@ -65,6 +65,56 @@ impl App {
     }
 }
 
+/// Checks a client's registration before it is stored: known grants (the
+/// password grant only for first-party clients), known scopes, redirect and
+/// post-logout URIs that may be trusted (see [`crate::oidc::check_client_uri`]),
+/// plain origins for CORS, and at least one redirect URI for the code flow.
+pub fn check_client(c: &Client) -> Result<(), String> {
+    use crate::oidc::{GRANT_AUTHORIZATION_CODE, SCOPES, check_client_uri};
+    for g in &c.grant_types {
+        if ![
+            GRANT_AUTHORIZATION_CODE,
+            GRANT_REFRESH_TOKEN,
+            GRANT_PASSWORD,
+        ]
+        .contains(&g.as_str())
+        {
+            return Err(format!("unknown grant `{g}`"));
+        }
+    }
+    if c.grant_types.iter().any(|g| g == GRANT_PASSWORD) && !c.first_party {
+        return Err("the password grant is for first-party clients: add --first-party".into());
+    }
+    if c.grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) && c.redirect_uris.is_empty() {
+        return Err("the authorization_code grant needs at least one --redirect-uri".into());
+    }
+    for s in &c.scopes {
+        if !SCOPES.contains(&s.as_str()) {
+            return Err(format!("unknown scope `{s}`; known: {}", SCOPES.join(" ")));
+        }
+    }
+    for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
+        check_client_uri(uri)?;
+    }
+    if let Some(uri) = &c.backchannel_logout_uri {
+        check_client_uri(uri)?;
+        if !uri.starts_with("http://") && !uri.starts_with("https://") {
+            return Err(format!(
+                "`{uri}`: the back-channel logout URI must be http(s)"
+            ));
+        }
+    }
+    for o in &c.allowed_origins {
+        let u = url::Url::parse(o).map_err(|e| format!("`{o}` is not an origin: {e}"))?;
+        if u.origin().ascii_serialization() != *o || !matches!(u.scheme(), "http" | "https") {
+            return Err(format!(
+                "`{o}` is not an origin (scheme://host[:port], no path or slash at the end)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the default first-party public client (`settings.client_id`, grants
 /// `refresh_token password`) unless it exists, so a zero-configuration server
 /// answers `/oauth/token` at once. Safe when several instances start together.
@@ -73,14 +123,13 @@ pub async fn ensure_default_client(store: &dyn Store, id: &str, now: i64) -> Res
     if store.get_client(id).await.map_err(failed)?.is_some() {
         return Ok(());
     }
-    let client = Client {
-        id: id.to_string(),
-        name: "Tessera first-party client".into(),
-        secret_hash: None,
-        grant_types: vec![GRANT_REFRESH_TOKEN.into(), GRANT_PASSWORD.into()],
-        first_party: true,
-        created_at: now,
-    };
+    let client = Client::new(
+        id,
+        "Tessera first-party client",
+        vec![GRANT_REFRESH_TOKEN.into(), GRANT_PASSWORD.into()],
+        true,
+        now,
+    );
     match store.create_client(client).await {
         Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
         Err(e) => Err(failed(e)),

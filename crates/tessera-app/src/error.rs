@@ -20,6 +20,8 @@ pub enum ErrorKind {
     InvalidClient,
     /// An OAuth client may not use this grant.
     UnauthorizedClient,
+    /// A scope is unknown, not allowed for the client, or wider than granted.
+    InvalidScope,
     /// The caller is known but may not do this.
     Forbidden,
     /// Registration is closed, or needs an invitation (contract §10.5).

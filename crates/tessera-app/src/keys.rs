@@ -132,8 +132,20 @@ fn signs_at(k: &LoadedKey, alg: Algorithm, now: i64) -> bool {
     k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
 }
 
-/// Loads every usable key; when `src.alg` has no key signing now, creates one that
-/// signs at once (first start, or a change of algorithm).
+/// The algorithms that need a stored key signing now: the access tokens' (unless
+/// `ACCESS_TOKEN_SECRET` signs them) and RS256, which OpenID Connect requires for
+/// ID tokens and which signs logout tokens.
+fn stored_signers(src: &KeySource) -> Vec<Algorithm> {
+    let mut algs = vec![Algorithm::RS256];
+    if src.hs256_secret.is_none() && src.alg != Algorithm::RS256 {
+        algs.insert(0, src.alg);
+    }
+    algs
+}
+
+/// Loads every usable key; when an algorithm of [`stored_signers`] has no key
+/// signing now, creates one that signs at once (first start, or a change of
+/// algorithm).
 ///
 /// Instances starting together on one empty database must not each create their
 /// own first key (each would then refuse the others' tokens and publish another
@@ -143,41 +155,61 @@ fn signs_at(k: &LoadedKey, alg: Algorithm, now: i64) -> bool {
 /// then reads the table again and signs with whichever key was stored first.
 pub async fn load_key_set(store: &dyn Store, src: &KeySource, now: i64) -> Result<KeySet, String> {
     let mut keys = load_usable(store, src, now).await?;
-    if let Some(secret) = &src.hs256_secret {
-        keys.push(hs256_key(secret));
-        return KeySet::new(keys, Algorithm::HS256, now).map_err(err);
+    let mut created = false;
+    for alg in stored_signers(src) {
+        if !keys.iter().any(|k| signs_at(k, alg, now)) {
+            let key = sealed_new(src, generate_key(alg, now, now).map_err(err)?)?;
+            store.insert_first_key(key, now).await.map_err(err)?;
+            created = true;
+        }
     }
-    if !keys.iter().any(|k| signs_at(k, src.alg, now)) {
-        let key = sealed_new(src, generate_key(src.alg, now, now).map_err(err)?)?;
-        store.insert_first_key(key, now).await.map_err(err)?;
+    if created {
         keys = load_usable(store, src, now).await?;
     }
-    let never_retired: Vec<String> = keys
+    let never_retired: Vec<(Algorithm, String)> = keys
         .iter()
-        .filter(|k| signs_at(k, src.alg, now) && k.retired_at.is_none())
-        .map(|k| k.kid.clone())
+        .filter(|k| stored_signers(src).contains(&k.alg) && signs_at(k, k.alg, now))
+        .filter(|k| k.retired_at.is_none())
+        .map(|k| (k.alg, k.kid.clone()))
         .collect();
-    let set = KeySet::new(keys, src.alg, now).map_err(err)?;
+    let alg = match &src.hs256_secret {
+        Some(secret) => {
+            keys.push(hs256_key(secret));
+            Algorithm::HS256
+        }
+        None => src.alg,
+    };
+    let set = KeySet::new(keys, alg, now).map_err(err)?;
     if retire_extra_signers(store, &set, &never_retired, now).await? {
-        return KeySet::new(load_usable(store, src, now).await?, src.alg, now).map_err(err);
+        let mut keys = load_usable(store, src, now).await?;
+        if let Some(secret) = &src.hs256_secret {
+            keys.push(hs256_key(secret));
+        }
+        return KeySet::new(keys, alg, now).map_err(err);
     }
     Ok(set)
 }
 
-/// Retires, as of `now`, every key in `never_retired` (keys of the algorithm that
-/// sign now and were never retired) but the one that signs: a database from
+/// Retires, as of `now`, every key in `never_retired` (keys that sign now and
+/// were never retired) but the one of its algorithm that signs: a database from
 /// before first keys were created once holds such twins, which would otherwise
-/// stay published for good. Every instance picks the same signing key, so they
+/// stay published for good. Every instance picks the same signing keys, so they
 /// all retire the same others. Returns whether any was retired.
 async fn retire_extra_signers(
     store: &dyn Store,
     set: &KeySet,
-    never_retired: &[String],
+    never_retired: &[(Algorithm, String)],
     now: i64,
 ) -> Result<bool, String> {
-    let signing = &set.signing_key().kid;
+    let signing = [Some(set.signing_key()), set.id_signing_key()];
+    let signs = |alg: Algorithm, kid: &str| {
+        signing
+            .iter()
+            .flatten()
+            .any(|k| k.alg == alg && k.kid == kid)
+    };
     let mut retired = false;
-    for kid in never_retired.iter().filter(|k| *k != signing) {
+    for (_, kid) in never_retired.iter().filter(|(a, k)| !signs(*a, k)) {
         retired |= store.retire_key(kid, now).await.map_err(err)?;
     }
     if retired {
@@ -213,21 +245,23 @@ pub async fn seal_stored_keys(store: &dyn Store, src: &KeySource) -> Result<usiz
     Ok(sealed)
 }
 
-/// Publishes a new key of `src.alg` now that signs from `now + publish_delay`, and
-/// retires every current key at that moment. Returns the new key (sealed form).
+/// Publishes a new key of each algorithm of [`stored_signers`] now, each signing
+/// from `now + publish_delay`, and retires every current key at that moment.
+/// Returns the new keys (sealed form), the access tokens' first.
 pub async fn rotate_keys(
     store: &dyn Store,
     src: &KeySource,
     now: i64,
     publish_delay: i64,
-) -> Result<StoredKey, String> {
-    if src.hs256_secret.is_some() {
-        return Err("HS256 signs with ACCESS_TOKEN_SECRET; rotate that secret instead".into());
-    }
+) -> Result<Vec<StoredKey>, String> {
     let activates_at = now + publish_delay;
     let current = store.list_keys().await.map_err(err)?;
-    let new = sealed_new(src, generate_key(src.alg, now, activates_at).map_err(err)?)?;
-    store.insert_key(new.clone()).await.map_err(err)?;
+    let mut new = Vec::new();
+    for alg in stored_signers(src) {
+        let key = sealed_new(src, generate_key(alg, now, activates_at).map_err(err)?)?;
+        store.insert_key(key.clone()).await.map_err(err)?;
+        new.push(key);
+    }
     for k in current.iter().filter(|k| k.retired_at.is_none()) {
         store.retire_key(&k.kid, activates_at).await.map_err(err)?;
     }
@@ -285,10 +319,13 @@ impl crate::App {
         self.unknown_kid.count.load(Ordering::Relaxed)
     }
 
-    /// Rotates the signing key (see [`rotate_keys`]): the new key is published at
-    /// once and signs after the JWKS cache lifetime. Recorded in the audit trail.
-    pub async fn rotate_signing_key(&self, caller: &crate::Caller) -> crate::AppResult<StoredKey> {
-        let key = rotate_keys(
+    /// Rotates the signing keys (see [`rotate_keys`]): the new keys are published
+    /// at once and sign after the JWKS cache lifetime. Recorded in the audit trail.
+    pub async fn rotate_signing_key(
+        &self,
+        caller: &crate::Caller,
+    ) -> crate::AppResult<Vec<StoredKey>> {
+        let keys = rotate_keys(
             self.store.as_ref(),
             &self.key_source,
             self.now(),
@@ -296,12 +333,14 @@ impl crate::App {
         )
         .await
         .map_err(|e| crate::AppError::new(crate::ErrorKind::Internal, e))?;
-        let detail = format!(
-            "kid={} alg={} signs_from={}",
-            key.kid, key.alg, key.activates_at
-        );
-        self.audit("key_rotated", None, None, caller, Some(detail))
-            .await;
-        Ok(key)
+        for key in &keys {
+            let detail = format!(
+                "kid={} alg={} signs_from={}",
+                key.kid, key.alg, key.activates_at
+            );
+            self.audit("key_rotated", None, None, caller, Some(detail))
+                .await;
+        }
+        Ok(keys)
     }
 }

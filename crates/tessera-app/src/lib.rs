@@ -22,6 +22,7 @@ mod keys;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 mod sessions;
 pub mod throttle;
 mod tokens;
@@ -34,7 +35,7 @@ pub use account::ProfileChange;
 pub use admin::find_user;
 pub use auth::{Authenticated, LogoutBy, LogoutScope, Recognised};
 pub use caller::Caller;
-pub use clients::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, ensure_default_client};
+pub use clients::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, check_client, ensure_default_client};
 pub use error::{AppError, AppResult, ErrorKind};
 pub use hashing::HashSettings;
 pub use keys::{
@@ -42,6 +43,7 @@ pub use keys::{
     seal_stored_keys,
 };
 pub use lifecycle::{EmailVerification, SignupPolicy};
+pub use oidc::GRANT_AUTHORIZATION_CODE;
 pub use sessions::{Ending, SessionSet};
 pub use throttle::{Limit, ThrottleSettings};
 pub use tokens::{Issued, rfc3339};
@@ -135,6 +137,8 @@ pub struct App {
     pub throttle: throttle::Throttle,
     pub mailer: mail::Mailer,
     mail_wake: tokio::sync::Notify,
+    /// Posts back-channel logout tokens.
+    http: reqwest::Client,
     verify_options: VerifyOptions,
     verified: tessera_jose::VerifiedTokens,
     unknown_kid: keys::UnknownKidReload,
@@ -153,6 +157,11 @@ impl App {
         Ok(Self {
             mailer: mail::Mailer::new(&settings.mail)?,
             mail_wake: tokio::sync::Notify::new(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(20))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             store,
             clock,
             verify_options: settings.verify_options(),

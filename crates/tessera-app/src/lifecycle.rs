@@ -146,6 +146,7 @@ impl App {
                 email: email.to_string(),
                 created_at: now,
                 expires_at: now + ttl,
+                data: None,
             })
             .await?;
         Ok(token)

@@ -1,5 +1,7 @@
-//! Mail: the durable queue every notice and link goes through, and its delivery
-//! over SMTP or, without SMTP, as `.eml` files in the outbox folder (contract §10.1).
+//! The outbox: the durable queue every mail (notices and links) and every
+//! back-channel logout notice goes through, and its delivery: mail over SMTP or,
+//! without SMTP, as `.eml` files in the outbox folder (contract §10.1); logout
+//! tokens posted to the clients' `backchannel_logout_uri`.
 //!
 //! A use case only queues a mail (one row, in the database every instance shares);
 //! the delivery loop of each instance claims due mails, hands them over, and on
@@ -13,7 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_core::QueuedMail;
+use tessera_core::{OutboxKind, QueuedMail};
 use uuid::Uuid;
 
 /// Mails handed over per pass.
@@ -27,8 +29,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// First retry delay; it doubles with each failed attempt, up to [`MAX_RETRY_SECS`].
 const FIRST_RETRY_SECS: i64 = 30;
 const MAX_RETRY_SECS: i64 = 3_600;
-/// The SMTP conversation's time limit.
+/// The SMTP conversation's time limit (and a back-channel logout request's).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a logout token is valid after it was signed (at each attempt).
+const LOGOUT_TOKEN_TTL: i64 = 120;
 
 /// Where mail goes.
 enum Transport {
@@ -168,21 +172,92 @@ fn retry_delay(attempts: u32) -> i64 {
 impl App {
     /// Puts a mail in the queue and wakes the delivery loop.
     pub(crate) async fn queue_mail(&self, to: &str, mail: Composed) -> AppResult<()> {
+        self.enqueue(QueuedMail {
+            id: Uuid::now_v7(),
+            kind: OutboxKind::Mail,
+            recipient: to.to_string(),
+            subject: mail.subject,
+            text: mail.text,
+            html: mail.html,
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: 0,
+        })
+        .await
+    }
+
+    /// Puts another kind of notice in the outbox: `recipient` is where it goes,
+    /// `label` names it in the logs, `body` is what it carries.
+    pub(crate) async fn queue_outbox(
+        &self,
+        kind: OutboxKind,
+        recipient: &str,
+        label: &str,
+        body: String,
+    ) -> AppResult<()> {
+        self.enqueue(QueuedMail {
+            id: Uuid::now_v7(),
+            kind,
+            recipient: recipient.to_string(),
+            subject: label.to_string(),
+            text: body,
+            html: String::new(),
+            created_at: 0,
+            attempts: 0,
+            next_attempt_at: 0,
+        })
+        .await
+    }
+
+    async fn enqueue(&self, mut row: QueuedMail) -> AppResult<()> {
         let now = self.now();
-        self.store
-            .enqueue_mail(QueuedMail {
-                id: Uuid::now_v7(),
-                recipient: to.to_string(),
-                subject: mail.subject,
-                text: mail.text,
-                html: mail.html,
-                created_at: now,
-                attempts: 0,
-                next_attempt_at: now,
-            })
-            .await?;
+        row.created_at = now;
+        row.next_attempt_at = now;
+        self.store.enqueue_mail(row).await?;
         self.mail_wake.notify_one();
         Ok(())
+    }
+
+    /// Hands one row of the outbox over: a mail to the mailer, a back-channel
+    /// logout notice to its client.
+    async fn deliver(&self, row: &QueuedMail) -> Result<(), String> {
+        match row.kind {
+            OutboxKind::Mail => self.mailer.send(row).await,
+            OutboxKind::BackchannelLogout => self.post_logout_token(row).await,
+        }
+    }
+
+    /// OpenID Connect Back-Channel Logout 1.0 §2.5: a logout token, signed now,
+    /// posted as a form; any 2xx answer is delivery.
+    async fn post_logout_token(&self, row: &QueuedMail) -> Result<(), String> {
+        let notice: serde_json::Value =
+            serde_json::from_str(&row.text).map_err(|e| format!("corrupt notice: {e}"))?;
+        let now = self.now();
+        let claims = serde_json::json!({
+            "iss": self.settings.issuer,
+            "aud": notice["aud"],
+            "sub": notice["sub"],
+            "sid": notice["sid"],
+            "iat": now,
+            "exp": now + LOGOUT_TOKEN_TTL,
+            "jti": Uuid::now_v7().to_string(),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let token = self
+            .sign_rs256("logout+jwt", &claims)
+            .map_err(|e| e.description)?;
+        let res = self
+            .http
+            .post(&row.recipient)
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", row.recipient))?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{} answered {}", row.recipient, res.status()))
+        }
     }
 
     /// Delivers the mails due now; returns how many were handed over.
@@ -197,7 +272,7 @@ impl App {
         };
         let mut delivered = 0;
         for mail in due {
-            match self.mailer.send(&mail).await {
+            match self.deliver(&mail).await {
                 Ok(()) => {
                     delivered += 1;
                     if let Err(e) = self.store.mail_delivered(mail.id).await {

@@ -2,12 +2,13 @@
 //! change or reset, an operator's revoke, disable or delete, a user deleting their
 //! account, and OAuth token revocation all call [`App::end_sessions`]: it revokes
 //! the sessions (which lists them in the revocation feed until their last access
-//! token has expired) and records the audit event. Effects that must follow every
-//! ending belong here.
+//! token has expired), records the audit event and queues the OpenID Connect
+//! back-channel logout notices. Effects that must follow every ending belong here.
 
 use crate::error::AppResult;
 use crate::{App, Caller};
-use tessera_core::model::RevokeReason;
+use tessera_core::Session;
+use tessera_core::model::{OutboxKind, RevokeReason};
 use uuid::Uuid;
 
 /// Which sessions end.
@@ -48,6 +49,18 @@ impl App {
     pub async fn end_sessions(&self, ending: Ending, caller: &Caller) -> AppResult<Vec<Uuid>> {
         let now = self.now();
         let until = self.feed_until(now);
+        // Which client each session belongs to, read before they end: the
+        // clients with a back-channel logout URI are told afterwards.
+        let candidates: Vec<Session> = match ending.sessions {
+            SessionSet::One(sid) => self
+                .store
+                .get_session(sid)
+                .await?
+                .map(|(s, _)| s)
+                .into_iter()
+                .collect(),
+            SessionSet::AllOf { user, .. } => self.store.list_user_sessions(user, now).await?,
+        };
         let (ended, detail) = match ending.sessions {
             SessionSet::One(sid) => {
                 let ended = self
@@ -74,6 +87,53 @@ impl App {
         };
         self.audit(ending.event, ending.user, ending.session, caller, detail)
             .await;
+        let ended_sessions: Vec<&Session> = candidates
+            .iter()
+            .filter(|s| ended.contains(&s.id))
+            .collect();
+        self.queue_backchannel_logouts(&ended_sessions).await;
         Ok(ended)
+    }
+
+    /// Queues an OpenID Connect back-channel logout notice for each ended session
+    /// whose client registered a `backchannel_logout_uri`. The session has ended
+    /// whatever happens here; a notice that cannot be queued is logged.
+    async fn queue_backchannel_logouts(&self, ended: &[&Session]) {
+        let mut clients: Vec<tessera_core::Client> = Vec::new();
+        for s in ended {
+            if !clients.iter().any(|c| c.id == s.client_id) {
+                match self.store.get_client(&s.client_id).await {
+                    Ok(Some(c)) => clients.push(c),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, session = %s.id, "cannot read the session's client; no back-channel logout queued");
+                        continue;
+                    }
+                }
+            }
+            let Some(uri) = clients
+                .iter()
+                .find(|c| c.id == s.client_id)
+                .and_then(|c| c.backchannel_logout_uri.clone())
+            else {
+                continue;
+            };
+            let notice = serde_json::json!({
+                "aud": s.client_id,
+                "sub": s.user_id.to_string(),
+                "sid": s.id.to_string(),
+            });
+            if let Err(e) = self
+                .queue_outbox(
+                    OutboxKind::BackchannelLogout,
+                    &uri,
+                    &s.client_id,
+                    notice.to_string(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e.description, session = %s.id, "cannot queue a back-channel logout");
+            }
+        }
     }
 }

@@ -25,6 +25,8 @@ pub struct Issued {
     pub refresh_expires_in: i64,
     pub session_id: Uuid,
     pub user: User,
+    /// The session's scopes, when it was granted any.
+    pub scope: Option<String>,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             fullname: p.fullname.then(|| user.fullname.clone()),
             legacy_id: p.legacy_id.then(|| user.legacy_id.clone()).flatten(),
             email_verified: p.email.then_some(user.email_verified),
+            scope: session.scope.clone(),
         };
         let access_token = self.key_set().signing_key().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing failed");
@@ -72,6 +75,7 @@ impl App {
                 .max(0),
             session_id: session.id,
             user: user.clone(),
+            scope: session.scope.clone(),
         })
     }
 }

@@ -11,8 +11,8 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::{
-    AccountToken, Client, NewSession, NewUser, QueuedMail, Session, TokenPurpose, User, UserPatch,
-    UserRecord,
+    AccountToken, Client, Grant, NewSession, NewUser, OutboxKind, QueuedMail, Session,
+    TokenPurpose, User, UserPatch, UserRecord,
 };
 pub use refresh_token::{RefreshToken, RefreshTokenCodec};
 pub use rotation::{RefreshDecision, RefreshPolicy, RejectReason, decide};

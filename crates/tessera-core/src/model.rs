@@ -74,6 +74,9 @@ pub struct Session {
     pub revoked_at: Option<i64>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// The OAuth scopes granted to this session (space-separated); `None` for a
+    /// first-party session without scopes, which may do everything its user may.
+    pub scope: Option<String>,
 }
 
 impl Session {
@@ -92,6 +95,8 @@ pub struct NewSession {
     pub absolute_expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// See [`Session::scope`].
+    pub scope: Option<String>,
 }
 
 /// Why a session was revoked; kept for the audit trail and the operator.
@@ -162,11 +167,59 @@ pub struct Client {
     pub id: String,
     pub name: String,
     pub secret_hash: Option<String>,
-    /// Grant types this client may use (`refresh_token`, `password`).
+    /// Grant types this client may use (`refresh_token`, `password`,
+    /// `authorization_code`).
     pub grant_types: Vec<String>,
-    /// First-party clients may use the password grant.
+    /// First-party clients may use the password grant and skip the consent screen.
     pub first_party: bool,
     pub created_at: i64,
+    /// Where the authorization endpoint may send the browser back (exact match;
+    /// loopback URIs may differ in their port).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser afterwards (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Origins of single-page apps allowed to call the token endpoint (CORS).
+    pub allowed_origins: Vec<String>,
+    /// Where OpenID Connect back-channel logout tokens are posted.
+    pub backchannel_logout_uri: Option<String>,
+    /// Scopes this client may ask for; empty means every scope Tessera knows.
+    pub scopes: Vec<String>,
+}
+
+impl Client {
+    /// A client with only the fields of the first releases set.
+    pub fn new(
+        id: &str,
+        name: &str,
+        grant_types: Vec<String>,
+        first_party: bool,
+        now: i64,
+    ) -> Self {
+        Client {
+            id: id.to_string(),
+            name: name.to_string(),
+            secret_hash: None,
+            grant_types,
+            first_party,
+            created_at: now,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            allowed_origins: Vec::new(),
+            backchannel_logout_uri: None,
+            scopes: Vec::new(),
+        }
+    }
+}
+
+/// A user's consent to a third-party client: the scopes granted, remembered until
+/// the user revokes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub user_id: Uuid,
+    pub client_id: String,
+    /// Space-separated.
+    pub scope: String,
+    pub granted_at: i64,
 }
 
 /// What [`crate::Store::prune`] removed.
@@ -194,6 +247,8 @@ pub enum TokenPurpose {
     ResetPassword,
     ChangeEmail,
     Invite,
+    /// An OAuth authorization code (not mailed: handed to the client's redirect URI).
+    AuthorizationCode,
 }
 
 impl TokenPurpose {
@@ -203,6 +258,7 @@ impl TokenPurpose {
             Self::ResetPassword => "reset_password",
             Self::ChangeEmail => "change_email",
             Self::Invite => "invite",
+            Self::AuthorizationCode => "authorization_code",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -211,6 +267,7 @@ impl TokenPurpose {
             Self::ResetPassword,
             Self::ChangeEmail,
             Self::Invite,
+            Self::AuthorizationCode,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
@@ -228,12 +285,40 @@ pub struct AccountToken {
     pub email: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// What else the token stands for (an authorization code's request, as text).
+    pub data: Option<String>,
+}
+
+/// What a row of the outbox carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// A mail: `recipient` is an address.
+    Mail,
+    /// An OpenID Connect back-channel logout: `recipient` is the client's
+    /// `backchannel_logout_uri`, `text` the logout token's claims (JSON), signed
+    /// at each delivery attempt.
+    BackchannelLogout,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mail => "mail",
+            Self::BackchannelLogout => "backchannel_logout",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Mail, Self::BackchannelLogout]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 /// A mail waiting in the durable queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMail {
     pub id: Uuid,
+    pub kind: OutboxKind,
     pub recipient: String,
     pub subject: String,
     pub text: String,

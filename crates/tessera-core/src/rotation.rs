@@ -98,6 +98,7 @@ mod tests {
             revoked_at: None,
             user_agent: None,
             ip: None,
+            scope: None,
         }
     }
 

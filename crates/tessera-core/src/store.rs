@@ -155,6 +155,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_client(&self, id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces every field of the client named by `client.id` but its id and
+    /// creation time. Returns whether it existed.
+    async fn update_client(&self, client: Client) -> StoreResult<bool>;
+
+    // Consents to third-party clients
+    /// Records (or replaces) a user's consent to a client.
+    async fn put_grant(&self, grant: Grant) -> StoreResult<()>;
+    async fn get_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<Option<Grant>>;
+    /// A user's consents, oldest first.
+    async fn list_grants(&self, user_id: Uuid) -> StoreResult<Vec<Grant>>;
+    /// Returns whether there was one.
+    async fn delete_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<bool>;
 
     // Throttling, shared by every instance on the database
     /// Counts one hit on `key` in a fixed window of `window` seconds starting at

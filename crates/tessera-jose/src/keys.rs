@@ -170,7 +170,11 @@ pub fn hs256_key(secret: &[u8]) -> LoadedKey {
 }
 
 fn header_b64(alg: Algorithm, kid: &str) -> String {
-    b64(json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid})
+    typed_header_b64(alg, kid, "at+jwt")
+}
+
+fn typed_header_b64(alg: Algorithm, kid: &str, typ: &str) -> String {
+    b64(json!({"alg": alg.as_str(), "typ": typ, "kid": kid})
         .to_string()
         .as_bytes())
 }
@@ -275,11 +279,34 @@ impl LoadedKey {
         )
     }
 
-    /// Signs `claims` as a compact JWS with this key's fixed header.
+    /// Signs `claims` as a compact JWS with this key's fixed header (`typ`
+    /// `at+jwt`: an access token).
     pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, KeyError> {
+        self.sign_with_header(&self.header_b64, claims)
+    }
+
+    /// Signs `claims` with the media type `typ` in the header: `JWT` for an ID
+    /// token, `logout+jwt` for a logout token. Never `at+jwt`: only
+    /// [`LoadedKey::sign`] makes access tokens.
+    pub fn sign_typed<T: serde::Serialize>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        if typ.eq_ignore_ascii_case("at+jwt") {
+            return Err(KeyError("access tokens are signed by `sign`".into()));
+        }
+        self.sign_with_header(&typed_header_b64(self.alg, &self.kid, typ), claims)
+    }
+
+    fn sign_with_header<T: serde::Serialize>(
+        &self,
+        header_b64: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
         let payload = serde_json::to_vec(claims).map_err(key_err("claims"))?;
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 400);
-        out.push_str(&self.header_b64);
+        let mut out = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 400);
+        out.push_str(header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let rng = SystemRandom::new();
@@ -308,6 +335,8 @@ impl LoadedKey {
 pub struct KeySet {
     keys: HashMap<String, LoadedKey>,
     signing_kid: String,
+    /// The RS256 key that signs ID tokens and logout tokens, when there is one.
+    id_signing_kid: Option<String>,
     jwks: String,
 }
 
@@ -325,26 +354,36 @@ impl KeySet {
     /// by kid, so every instance picks the same one. Every key given is published
     /// and verifies; the caller drops keys whose last token has expired.
     pub fn new(keys: Vec<LoadedKey>, alg: Algorithm, now: i64) -> Result<Self, KeyError> {
-        let signing_kid = keys
-            .iter()
-            .filter(|k| {
-                k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
-            })
-            .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
-            .map(|k| k.kid.clone())
-            .ok_or_else(|| KeyError(format!("no active {alg} signing key")))?;
+        let signer = |alg: Algorithm| {
+            keys.iter()
+                .filter(|k| {
+                    k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
+                })
+                .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
+                .map(|k| k.kid.clone())
+        };
+        let signing_kid =
+            signer(alg).ok_or_else(|| KeyError(format!("no active {alg} signing key")))?;
+        let id_signing_kid = signer(Algorithm::RS256);
         let published: Vec<&Value> = keys.iter().filter_map(|k| k.jwk.as_ref()).collect();
         let jwks = json!({ "keys": published }).to_string();
         let keys = keys.into_iter().map(|k| (k.kid.clone(), k)).collect();
         Ok(Self {
             keys,
             signing_kid,
+            id_signing_kid,
             jwks,
         })
     }
 
     pub fn signing_key(&self) -> &LoadedKey {
         &self.keys[&self.signing_kid]
+    }
+
+    /// The newest active RS256 key: it signs ID tokens and logout tokens
+    /// (OpenID Connect requires RS256 whatever the access tokens use).
+    pub fn id_signing_key(&self) -> Option<&LoadedKey> {
+        self.id_signing_kid.as_ref().map(|kid| &self.keys[kid])
     }
 
     pub fn get(&self, kid: &str) -> Option<&LoadedKey> {

@@ -12,7 +12,7 @@ mod verify;
 pub use keys::{Algorithm, KeyError, KeySet, LoadedKey, generate_key, hs256_key};
 pub use public::{PublicKeys, token_kid};
 pub use verified::VerifiedTokens;
-pub use verify::{AccessClaims, Audience, MAX_TOKEN_BYTES, TokenError, VerifyOptions};
+pub use verify::{AccessClaims, Audience, IdTokenHint, MAX_TOKEN_BYTES, TokenError, VerifyOptions};
 
 /// Claims with only the registered fields set, for the crate's unit tests.
 #[cfg(test)]
@@ -32,5 +32,6 @@ pub(crate) fn test_claims(iss: &str, aud: &str, iat: i64, exp: i64) -> AccessCla
         fullname: None,
         legacy_id: None,
         email_verified: None,
+        scope: None,
     }
 }

@@ -52,6 +52,10 @@ pub struct AccessClaims {
     /// Whether `email` was confirmed (present with `email`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// The OAuth scopes granted (space-separated); absent on first-party tokens
+    /// issued without scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +177,55 @@ pub(crate) fn verify_with<'k>(
     Ok(c)
 }
 
+/// What Tessera reads from an `id_token_hint` (OpenID Connect RP-Initiated
+/// Logout 1.0 §2): whose session and which client.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdTokenHint {
+    pub sub: String,
+    pub aud: Audience,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+impl KeySet {
+    /// Checks an ID token this issuer signed, presented as a logout hint: an RS256
+    /// signature by one of the published keys, `typ` JWT and our `iss`. Its
+    /// expiry is not checked: a hint may come after its ID token expired.
+    pub fn verify_id_token_hint(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<IdTokenHint, TokenError> {
+        use TokenError::Invalid;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Invalid("the ID token is too large"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Invalid("the ID token is malformed"))?;
+        if header.alg != jsonwebtoken::Algorithm::RS256 || header.typ.as_deref() != Some("JWT") {
+            return Err(Invalid("the ID token is not an RS256-signed JWT"));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.get(kid))
+            .filter(|k| k.alg == Algorithm::RS256)
+            .ok_or(Invalid("the ID token was signed by an unknown key"))?;
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims = ["iss", "sub", "aud"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<HashSet<_>>();
+        v.set_issuer(&[issuer]);
+        jsonwebtoken::decode::<IdTokenHint>(token, &key.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|_| Invalid("the ID token is not one this server issued"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +260,7 @@ mod tests {
             fullname: None,
             legacy_id: None,
             email_verified: None,
+            scope: None,
         }
     }
 

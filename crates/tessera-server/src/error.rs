@@ -101,6 +101,7 @@ impl From<AppError> for ApiError {
             ErrorKind::InvalidToken => return ApiError::invalid_token(e.description),
             ErrorKind::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
             ErrorKind::UnauthorizedClient => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            ErrorKind::InvalidScope => (StatusCode::BAD_REQUEST, "invalid_scope"),
             ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ErrorKind::SignupClosed => (StatusCode::FORBIDDEN, "signup_closed"),
             ErrorKind::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),

@@ -149,6 +149,7 @@ contract!(
     account_tokens_are_single_use,
     account_tokens_go_with_their_user_and_their_expiry,
     mail_is_claimed_once_and_retried_until_delivered,
+    consents_are_kept_per_user_and_client,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -333,6 +334,7 @@ fn new_session(user_id: Uuid, created_at: i64) -> NewSession {
         absolute_expires_at: created_at + 86_400,
         user_agent: Some("contract-test".into()),
         ip: Some("192.0.2.7".into()),
+        scope: Some("openid offline_access".into()),
     }
 }
 
@@ -1105,12 +1107,21 @@ async fn a_key_private_part_is_replaced_by_compare_and_set(s: &dyn Store) {
 
 async fn clients_are_created_listed_and_deleted(s: &dyn Store) {
     let c = Client {
-        id: "spa".into(),
-        name: "Single-page app".into(),
-        secret_hash: None,
-        grant_types: vec!["refresh_token".into(), "password".into()],
-        first_party: true,
-        created_at: T0,
+        redirect_uris: vec![
+            "https://app.example/cb".into(),
+            "http://127.0.0.1/cb".into(),
+        ],
+        post_logout_redirect_uris: vec!["https://app.example/bye".into()],
+        allowed_origins: vec!["https://app.example".into()],
+        backchannel_logout_uri: Some("https://app.example/bcl".into()),
+        scopes: vec!["openid".into(), "email".into()],
+        ..Client::new(
+            "spa",
+            "Single-page app",
+            vec!["refresh_token".into(), "password".into()],
+            true,
+            T0,
+        )
     };
     s.create_client(c.clone()).await.unwrap();
     let confidential = Client {
@@ -1125,8 +1136,28 @@ async fn clients_are_created_listed_and_deleted(s: &dyn Store) {
         s.list_clients().await.unwrap(),
         vec![confidential, c.clone()]
     );
-    let e = s.create_client(c).await.unwrap_err();
+    let e = s.create_client(c.clone()).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict("client_id")), "{e:?}");
+    // An update replaces every field but the id and creation time.
+    let changed = Client {
+        name: "Renamed".into(),
+        redirect_uris: vec!["com.example.app:/cb".into()],
+        backchannel_logout_uri: None,
+        scopes: Vec::new(),
+        first_party: false,
+        created_at: T0 + 99,
+        ..c.clone()
+    };
+    assert!(s.update_client(changed.clone()).await.unwrap());
+    assert_eq!(
+        s.get_client("spa").await.unwrap(),
+        Some(Client {
+            created_at: T0,
+            ..changed
+        })
+    );
+    let ghost = Client::new("ghost", "x", Vec::new(), false, T0);
+    assert!(!s.update_client(ghost).await.unwrap());
     assert!(s.delete_client("spa").await.unwrap());
     assert!(!s.delete_client("spa").await.unwrap());
     assert_eq!(s.get_client("spa").await.unwrap(), None);
@@ -1195,6 +1226,7 @@ async fn prune_drops_only_what_has_ended(s: &dyn Store) {
             absolute_expires_at: T0 + 1_000_000,
             user_agent: None,
             ip: None,
+            scope: None,
         })
         .await
         .unwrap()
@@ -1460,6 +1492,7 @@ fn account_token(
         email: "who@example.com".into(),
         created_at: T0,
         expires_at,
+        data: (purpose == TokenPurpose::AuthorizationCode).then(|| "{\"x\":1}".into()),
     }
 }
 
@@ -1518,6 +1551,10 @@ async fn account_tokens_are_single_use(s: &dyn Store) {
     let invite = account_token("bb22", TokenPurpose::Invite, None, T0 + 60);
     s.insert_account_token(invite.clone()).await.unwrap();
     assert_eq!(s.take_account_token("bb22").await.unwrap(), Some(invite));
+    // An authorization code carries its request with it.
+    let code = account_token("cc33", TokenPurpose::AuthorizationCode, Some(u.id), T0 + 60);
+    s.insert_account_token(code.clone()).await.unwrap();
+    assert_eq!(s.take_account_token("cc33").await.unwrap(), Some(code));
 }
 
 async fn account_tokens_go_with_their_user_and_their_expiry(s: &dyn Store) {
@@ -1555,9 +1592,70 @@ async fn account_tokens_go_with_their_user_and_their_expiry(s: &dyn Store) {
     assert!(s.get_account_token("late").await.unwrap().is_none());
 }
 
+async fn consents_are_kept_per_user_and_client(s: &dyn Store) {
+    let u = user(s, "consenting").await;
+    let other = user(s, "other").await;
+    for id in ["app-a", "app-b"] {
+        s.create_client(Client::new(id, id, Vec::new(), false, T0))
+            .await
+            .unwrap();
+    }
+    let grant = |user_id, client: &str, scope: &str, at| Grant {
+        user_id,
+        client_id: client.into(),
+        scope: scope.into(),
+        granted_at: at,
+    };
+    assert_eq!(s.get_grant(u.id, "app-a").await.unwrap(), None);
+    s.put_grant(grant(u.id, "app-a", "openid", T0))
+        .await
+        .unwrap();
+    s.put_grant(grant(u.id, "app-b", "openid email", T0 + 1))
+        .await
+        .unwrap();
+    s.put_grant(grant(other.id, "app-a", "openid", T0))
+        .await
+        .unwrap();
+    // A second consent replaces the first.
+    s.put_grant(grant(u.id, "app-a", "openid profile", T0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_grant(u.id, "app-a").await.unwrap(),
+        Some(grant(u.id, "app-a", "openid profile", T0 + 2))
+    );
+    let listed = s.list_grants(u.id).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|g| g.client_id.as_str())
+            .collect::<Vec<_>>(),
+        ["app-b", "app-a"]
+    );
+    assert!(s.delete_grant(u.id, "app-b").await.unwrap());
+    assert!(!s.delete_grant(u.id, "app-b").await.unwrap());
+    // Removing a client or a user removes their consents.
+    assert!(s.delete_client("app-a").await.unwrap());
+    assert!(s.list_grants(u.id).await.unwrap().is_empty());
+    assert!(s.list_grants(other.id).await.unwrap().is_empty());
+    s.create_client(Client::new("app-c", "c", Vec::new(), false, T0))
+        .await
+        .unwrap();
+    s.put_grant(grant(u.id, "app-c", "openid", T0))
+        .await
+        .unwrap();
+    assert!(s.delete_user(u.id).await.unwrap());
+    assert_eq!(s.get_grant(u.id, "app-c").await.unwrap(), None);
+}
+
 async fn mail_is_claimed_once_and_retried_until_delivered(s: &dyn Store) {
     let mail = |n: i64| QueuedMail {
         id: Uuid::now_v7(),
+        kind: if n == 1 {
+            OutboxKind::BackchannelLogout
+        } else {
+            OutboxKind::Mail
+        },
         recipient: format!("r{n}@example.com"),
         subject: format!("subject {n}"),
         text: "plain".into(),

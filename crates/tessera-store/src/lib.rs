@@ -41,14 +41,24 @@ pub(crate) fn check_schema(applied: Option<i64>, latest: i64) -> StoreResult<()>
     }
 }
 
-/// Maps a driver error to the domain's storage error; unique violations name the field.
-/// Joins grant types for storage; they never contain a space.
-pub(crate) fn join_grants(grants: &[String]) -> String {
-    grants.join(" ")
+/// Joins a list for a text column (grant types, URIs, origins, scopes: none
+/// contains a space).
+pub(crate) fn join_list(items: &[String]) -> String {
+    items.join(" ")
 }
 
-pub(crate) fn split_grants(stored: &str) -> Vec<String> {
+pub(crate) fn split_list(stored: &str) -> Vec<String> {
     stored.split_whitespace().map(str::to_string).collect()
+}
+
+/// The columns of `oauth_clients`, in the order inserts bind them.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! client_columns {
+    () => {
+        "id, name, secret_hash, grant_types, first_party, created_at, redirect_uris, \
+         post_logout_redirect_uris, allowed_origins, backchannel_logout_uri, scopes"
+    };
 }
 
 /// An update of one row by id: none touched means there was no such row.

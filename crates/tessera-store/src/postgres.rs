@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account_lifecycle",
         include_str!("../migrations/postgres/0004_account_lifecycle.sql"),
     ),
+    (
+        5,
+        "oidc",
+        include_str!("../migrations/postgres/0005_oidc.sql"),
+    ),
 ];
 
 /// The advisory lock key that serialises creating a first signing key (an
@@ -99,7 +104,7 @@ type Queue<T> = std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedRe
 
 const SESSIONS_BY_ID: &str = "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, \
      s.created_at AS s_created_at, s.last_used_at, s.idle_expires_at, s.absolute_expires_at, \
-     s.revoked_at, s.user_agent, s.ip, \
+     s.revoked_at, s.user_agent, s.ip, s.scope, \
      u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1::uuid[])";
 
@@ -370,7 +375,7 @@ async fn migrate(db: &Db) -> StoreResult<()> {
     result
 }
 
-const MAIL_COLUMNS: &str = "id, recipient, subject, text_body, html_body, created_at, attempts::bigint AS attempts, next_attempt_at";
+const MAIL_COLUMNS: &str = "id, kind, recipient, subject, text_body, html_body, created_at, attempts::bigint AS attempts, next_attempt_at";
 
 /// Taken before a transaction adds revocation rows and held until it commits, so
 /// feed sequence numbers become visible in order: a reader paging by cursor can
@@ -568,8 +573,8 @@ impl Store for PostgresStore {
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&t.hash)
         .bind(t.purpose.as_str())
@@ -577,6 +582,7 @@ impl Store for PostgresStore {
         .bind(&t.email)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.data)
         .execute(&self.db)
         .await
         .map_err(|e| self.db.err(e))?;
@@ -620,8 +626,8 @@ impl Store for PostgresStore {
 
     async fn enqueue_mail(&self, m: QueuedMail) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(m.id)
         .bind(&m.recipient)
@@ -631,6 +637,7 @@ impl Store for PostgresStore {
         .bind(m.created_at)
         .bind(m.attempts as i32)
         .bind(m.next_attempt_at)
+        .bind(m.kind.as_str())
         .execute(&self.db)
         .await
         .map_err(|e| self.db.err(e))?;
@@ -736,8 +743,8 @@ impl Store for PostgresStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
         self.q(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip) \
-             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8)",
+             idle_expires_at, absolute_expires_at, user_agent, ip, scope) \
+             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8, $9)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -747,6 +754,7 @@ impl Store for PostgresStore {
         .bind(s.absolute_expires_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
+        .bind(&s.scope)
         .execute(&self.db)
         .await
         .map_err(|e| self.db.err(e))?;
@@ -763,6 +771,7 @@ impl Store for PostgresStore {
             revoked_at: None,
             user_agent: s.user_agent,
             ip: s.ip,
+            scope: s.scope,
         })
     }
 
@@ -889,7 +898,7 @@ impl Store for PostgresStore {
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
         let rows = self.q(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
              FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 \
              AND s.absolute_expires_at > $2 ORDER BY s.created_at DESC, s.id DESC",
         )
@@ -1065,16 +1074,23 @@ impl Store for PostgresStore {
     }
 
     async fn create_client(&self, c: Client) -> StoreResult<()> {
-        self.q(
-            "INSERT INTO oauth_clients (id, name, secret_hash, grant_types, first_party, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
+        self.q(concat!(
+            "INSERT INTO oauth_clients (",
+            crate::client_columns!(),
+            ") \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
         .bind(&c.id)
         .bind(&c.name)
         .bind(&c.secret_hash)
-        .bind(crate::join_grants(&c.grant_types))
+        .bind(crate::join_list(&c.grant_types))
         .bind(c.first_party)
         .bind(c.created_at)
+        .bind(crate::join_list(&c.redirect_uris))
+        .bind(crate::join_list(&c.post_logout_redirect_uris))
+        .bind(crate::join_list(&c.allowed_origins))
+        .bind(&c.backchannel_logout_uri)
+        .bind(crate::join_list(&c.scopes))
         .execute(&self.db)
         .await
         .map_err(|e| self.db.err(e))?;
@@ -1082,23 +1098,29 @@ impl Store for PostgresStore {
     }
 
     async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let row = self.q(
-            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.db)
-        .await
-        .map_err(|e| self.db.err(e))?;
+        let row = self
+            .q(concat!(
+                "SELECT ",
+                crate::client_columns!(),
+                " FROM oauth_clients WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         row.as_ref().map(rows::client_from).transpose()
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = self.q(
-            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients ORDER BY id",
-        )
-        .fetch_all(&self.db)
-        .await
-        .map_err(|e| self.db.err(e))?;
+        let rows = self
+            .q(concat!(
+                "SELECT ",
+                crate::client_columns!(),
+                " FROM oauth_clients ORDER BY id"
+            ))
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
         rows.iter().map(rows::client_from).collect()
     }
 
@@ -1106,6 +1128,77 @@ impl Store for PostgresStore {
         let r = self
             .q("DELETE FROM oauth_clients WHERE id = $1")
             .bind(id)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn update_client(&self, c: Client) -> StoreResult<bool> {
+        let r = self
+            .q("UPDATE oauth_clients SET name = $1, secret_hash = $2, grant_types = $3, first_party = $4, \
+             redirect_uris = $5, post_logout_redirect_uris = $6, allowed_origins = $7, \
+             backchannel_logout_uri = $8, scopes = $9 WHERE id = $10")
+            .bind(&c.name)
+            .bind(&c.secret_hash)
+            .bind(crate::join_list(&c.grant_types))
+            .bind(c.first_party)
+            .bind(crate::join_list(&c.redirect_uris))
+            .bind(crate::join_list(&c.post_logout_redirect_uris))
+            .bind(crate::join_list(&c.allowed_origins))
+            .bind(&c.backchannel_logout_uri)
+            .bind(crate::join_list(&c.scopes))
+            .bind(&c.id)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn put_grant(&self, g: Grant) -> StoreResult<()> {
+        self.q(
+            "INSERT INTO oauth_grants (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
+        )
+        .bind(g.user_id)
+        .bind(&g.client_id)
+        .bind(&g.scope)
+        .bind(g.granted_at)
+        .execute(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    async fn get_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
+        let row = self
+            .q("SELECT user_id, client_id, scope, granted_at FROM oauth_grants WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        row.as_ref().map(rows::grant_from).transpose()
+    }
+
+    async fn list_grants(&self, user_id: Uuid) -> StoreResult<Vec<Grant>> {
+        let rows = self
+            .q(
+                "SELECT user_id, client_id, scope, granted_at FROM oauth_grants WHERE user_id = $1 \
+             ORDER BY granted_at, client_id",
+            )
+            .bind(user_id)
+            .fetch_all(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        rows.iter().map(rows::grant_from).collect()
+    }
+
+    async fn delete_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<bool> {
+        let r = self
+            .q("DELETE FROM oauth_grants WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
             .execute(&self.db)
             .await
             .map_err(|e| self.db.err(e))?;

@@ -7,8 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tessera_core::StoreError;
 use tessera_core::model::{
-    AccountToken, AuditEvent, Client, QueuedMail, Revocation, Session, StoredKey, ThrottleState,
-    TokenPurpose, User, UserRecord,
+    AccountToken, AuditEvent, Client, Grant, OutboxKind, QueuedMail, Revocation, Session,
+    StoredKey, ThrottleState, TokenPurpose, User, UserRecord,
 };
 use tessera_core::store::StoreResult;
 use uuid::Uuid;
@@ -53,9 +53,17 @@ where
         id: get(row, "id")?,
         name: get(row, "name")?,
         secret_hash: get(row, "secret_hash")?,
-        grant_types: crate::split_grants(&get::<_, String>(row, "grant_types")?),
+        grant_types: crate::split_list(&get::<_, String>(row, "grant_types")?),
         first_party: get(row, "first_party")?,
         created_at: get(row, "created_at")?,
+        redirect_uris: crate::split_list(&get::<_, String>(row, "redirect_uris")?),
+        post_logout_redirect_uris: crate::split_list(&get::<_, String>(
+            row,
+            "post_logout_redirect_uris",
+        )?),
+        allowed_origins: crate::split_list(&get::<_, String>(row, "allowed_origins")?),
+        backchannel_logout_uri: get(row, "backchannel_logout_uri")?,
+        scopes: crate::split_list(&get::<_, String>(row, "scopes")?),
     })
 }
 
@@ -169,6 +177,7 @@ pub(crate) fn session_from(row: &impl DomainRow) -> StoreResult<Session> {
         revoked_at: row.opt_int("revoked_at")?,
         user_agent: row.opt_text("user_agent")?,
         ip: row.opt_text("ip")?,
+        scope: row.opt_text("scope")?,
     })
 }
 
@@ -213,17 +222,21 @@ pub(crate) fn token_from(row: &impl DomainRow) -> StoreResult<AccountToken> {
         email: row.text("email")?,
         created_at: row.int("created_at")?,
         expires_at: row.int("expires_at")?,
+        data: row.opt_text("data")?,
     })
 }
 
 /// The columns `token_from` reads.
 pub(crate) const TOKEN_COLUMNS: &str =
-    "token_hash, purpose, user_id, email, created_at, expires_at";
+    "token_hash, purpose, user_id, email, created_at, expires_at, data";
 
 /// A queued mail (`mail_queue` row); `attempts` as a 64-bit integer.
 pub(crate) fn mail_from(row: &impl DomainRow) -> StoreResult<QueuedMail> {
+    let kind = row.text("kind")?;
     Ok(QueuedMail {
         id: row.id("id")?,
+        kind: OutboxKind::parse(&kind)
+            .ok_or_else(|| StoreError::Other(format!("unknown outbox kind `{kind}`")))?,
         recipient: row.text("recipient")?,
         subject: row.text("subject")?,
         text: row.text("text_body")?,
@@ -231,5 +244,15 @@ pub(crate) fn mail_from(row: &impl DomainRow) -> StoreResult<QueuedMail> {
         created_at: row.int("created_at")?,
         attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
         next_attempt_at: row.int("next_attempt_at")?,
+    })
+}
+
+/// A consent (`oauth_grants` row).
+pub(crate) fn grant_from(row: &impl DomainRow) -> StoreResult<Grant> {
+    Ok(Grant {
+        user_id: row.id("user_id")?,
+        client_id: row.text("client_id")?,
+        scope: row.text("scope")?,
+        granted_at: row.int("granted_at")?,
     })
 }

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account_lifecycle",
         include_str!("../migrations/sqlite/0004_account_lifecycle.sql"),
     ),
+    (
+        5,
+        "oidc",
+        include_str!("../migrations/sqlite/0005_oidc.sql"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -254,7 +259,7 @@ impl SqliteStore {
 }
 
 const MAIL_COLUMNS: &str =
-    "id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at";
+    "id, kind, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -441,8 +446,8 @@ impl Store for SqliteStore {
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.hash)
         .bind(t.purpose.as_str())
@@ -450,6 +455,7 @@ impl Store for SqliteStore {
         .bind(&t.email)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.data)
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -493,8 +499,8 @@ impl Store for SqliteStore {
 
     async fn enqueue_mail(&self, m: QueuedMail) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO mail_queue (id, recipient, subject, text_body, html_body, created_at, attempts, next_attempt_at, kind) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(m.id.to_string())
         .bind(&m.recipient)
@@ -504,6 +510,7 @@ impl Store for SqliteStore {
         .bind(m.created_at)
         .bind(i64::from(m.attempts))
         .bind(m.next_attempt_at)
+        .bind(m.kind.as_str())
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -604,7 +611,7 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)",
+             idle_expires_at, absolute_expires_at, user_agent, ip, scope) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id.to_string())
         .bind(s.user_id.to_string())
@@ -616,6 +623,7 @@ impl Store for SqliteStore {
         .bind(s.absolute_expires_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
+        .bind(&s.scope)
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -632,6 +640,7 @@ impl Store for SqliteStore {
             revoked_at: None,
             user_agent: s.user_agent,
             ip: s.ip,
+            scope: s.scope,
         })
     }
 
@@ -641,7 +650,7 @@ impl Store for SqliteStore {
         }
         let row = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope, \
              u.id, u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
         )
@@ -760,7 +769,7 @@ impl Store for SqliteStore {
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(
             "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
              FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
              AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
         )
@@ -922,16 +931,23 @@ impl Store for SqliteStore {
     }
 
     async fn create_client(&self, c: Client) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO oauth_clients (id, name, secret_hash, grant_types, first_party, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO oauth_clients (",
+            crate::client_columns!(),
+            ") \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(&c.id)
         .bind(&c.name)
         .bind(&c.secret_hash)
-        .bind(crate::join_grants(&c.grant_types))
+        .bind(crate::join_list(&c.grant_types))
         .bind(c.first_party as i64)
         .bind(c.created_at)
+        .bind(crate::join_list(&c.redirect_uris))
+        .bind(crate::join_list(&c.post_logout_redirect_uris))
+        .bind(crate::join_list(&c.allowed_origins))
+        .bind(&c.backchannel_logout_uri)
+        .bind(crate::join_list(&c.scopes))
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -939,9 +955,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(
-            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients WHERE id = ?",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            crate::client_columns!(),
+            " FROM oauth_clients WHERE id = ?"
+        ))
         .bind(id)
         .fetch_optional(&self.reader)
         .await
@@ -950,9 +968,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(
-            "SELECT id, name, secret_hash, grant_types, first_party, created_at FROM oauth_clients ORDER BY id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            crate::client_columns!(),
+            " FROM oauth_clients ORDER BY id"
+        ))
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
@@ -962,6 +982,77 @@ impl Store for SqliteStore {
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM oauth_clients WHERE id = ?")
             .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn update_client(&self, c: Client) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE oauth_clients SET name = ?, secret_hash = ?, grant_types = ?, first_party = ?, \
+             redirect_uris = ?, post_logout_redirect_uris = ?, allowed_origins = ?, \
+             backchannel_logout_uri = ?, scopes = ? WHERE id = ?",
+        )
+        .bind(&c.name)
+        .bind(&c.secret_hash)
+        .bind(crate::join_list(&c.grant_types))
+        .bind(c.first_party as i64)
+        .bind(crate::join_list(&c.redirect_uris))
+        .bind(crate::join_list(&c.post_logout_redirect_uris))
+        .bind(crate::join_list(&c.allowed_origins))
+        .bind(&c.backchannel_logout_uri)
+        .bind(crate::join_list(&c.scopes))
+        .bind(&c.id)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn put_grant(&self, g: Grant) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO oauth_grants (user_id, client_id, scope, granted_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at",
+        )
+        .bind(g.user_id.to_string())
+        .bind(&g.client_id)
+        .bind(&g.scope)
+        .bind(g.granted_at)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
+        let row = sqlx::query(
+            "SELECT user_id, client_id, scope, granted_at FROM oauth_grants WHERE user_id = ? AND client_id = ?",
+        )
+        .bind(user_id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(rows::grant_from).transpose()
+    }
+
+    async fn list_grants(&self, user_id: Uuid) -> StoreResult<Vec<Grant>> {
+        let rows = sqlx::query(
+            "SELECT user_id, client_id, scope, granted_at FROM oauth_grants WHERE user_id = ? \
+             ORDER BY granted_at, client_id",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(rows::grant_from).collect()
+    }
+
+    async fn delete_grant(&self, user_id: Uuid, client_id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM oauth_grants WHERE user_id = ? AND client_id = ?")
+            .bind(user_id.to_string())
+            .bind(client_id)
             .execute(&self.writer)
             .await
             .map_err(map_err)?;

@@ -35,7 +35,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 const SESSION_QUERY: &str = "SELECT s.id, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at, \
      s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, \
-     u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at \
+     u.email, u.username, u.fullname, u.created_at, u.disabled, u.legacy_id, u.email_verified_at, s.scope \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1";
 
 const ROTATE: &str = "UPDATE sessions SET counter = counter + 1, rotated_at = ?1, last_used_at = ?1, \
@@ -217,6 +217,7 @@ fn read_session(conn: &Connection, id: &str) -> rusqlite::Result<Option<(Session
             revoked_at: r.get(9)?,
             user_agent: r.get(10)?,
             ip: r.get(11)?,
+            scope: r.get(19)?,
         };
         let user = User {
             id: user_id,

@@ -54,6 +54,7 @@ fn claims(i: usize, sid: String, now: i64) -> AccessClaims {
         fullname: Some("Bench User".into()),
         legacy_id: None,
         email_verified: None,
+        scope: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! checked like any cookie-authenticated write (contract §5.1).
 
 pub(crate) mod account;
+pub(crate) mod oauth;
 
 use crate::AppState;
 use crate::cookies;
@@ -29,8 +30,29 @@ pub(crate) enum Notice<'a> {
     Error(&'a str),
 }
 
+/// What a page may do beyond the layout's defaults.
+#[derive(Default)]
+pub(crate) struct Allow<'a> {
+    /// One inline script (allowed by its hash, nothing else runs).
+    pub script: Option<&'a str>,
+    /// More places its forms may lead to, redirects included (CSP source
+    /// expressions: an origin, or a native app's `scheme:`).
+    pub form_action: Vec<String>,
+}
+
 /// A whole page: the layout around `body` (already HTML).
 pub(crate) fn page(status: StatusCode, title: &str, notice: Notice<'_>, body: &str) -> Response {
+    page_with(status, title, notice, body, Allow::default())
+}
+
+/// [`page`] with an inline script or more form targets.
+pub(crate) fn page_with(
+    status: StatusCode,
+    title: &str,
+    notice: Notice<'_>,
+    body: &str,
+    allow: Allow<'_>,
+) -> Response {
     let notice = match notice {
         Notice::None => String::new(),
         Notice::Ok(m) => format!("<p class=\"ok\" role=\"status\">{}</p>", esc(m)),
@@ -40,8 +62,31 @@ pub(crate) fn page(status: StatusCode, title: &str, notice: Notice<'_>, body: &s
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title} · Tessera</title><style>{STYLE}</style></head>\
-         <body><main><h1>{title}</h1>{notice}{body}</main></body></html>",
+         <body><main><h1>{title}</h1>{notice}{body}</main>{script}</body></html>",
         title = esc(title),
+        script = allow
+            .script
+            .map(|s| format!("<script>{s}</script>"))
+            .unwrap_or_default(),
+    );
+    let script_src = match allow.script {
+        Some(s) => {
+            use base64::Engine;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+            format!(
+                "; script-src 'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        }
+        None => String::new(),
+    };
+    let mut form_action = String::from("'self'");
+    for source in &allow.form_action {
+        form_action.push(' ');
+        form_action.push_str(source);
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'{script_src}; connect-src 'self'"
     );
     let mut r = (status, html).into_response();
     let h = r.headers_mut();
@@ -50,12 +95,9 @@ pub(crate) fn page(status: StatusCode, title: &str, notice: Notice<'_>, body: &s
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Mailed links carry their token in the URL: it must not leave this origin.
     // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends

@@ -44,6 +44,14 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(oauth::revoke))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::userinfo, oauth::userinfo_post))
+        .routes(routes!(
+            pages::oauth::authorize,
+            pages::oauth::authorize_consent
+        ))
+        .routes(routes!(
+            pages::oauth::end_session,
+            pages::oauth::end_session_post
+        ))
         .routes(routes!(oauth::openid_configuration))
         .routes(routes!(oauth::oauth_authorization_server))
         .routes(routes!(openapi::openapi_json))
@@ -155,6 +163,10 @@ mod tests {
             ("post /account/reset-password", "page_reset_password_submit"),
             ("get /account/register", "page_register"),
             ("post /account/register", "page_register_submit"),
+            ("get /oauth/authorize", "authorize"),
+            ("post /oauth/authorize", "authorize_consent"),
+            ("get /oauth/logout", "end_session"),
+            ("post /oauth/logout", "end_session_post"),
         ];
         let expected: std::collections::BTreeMap<String, String> = expected
             .iter()

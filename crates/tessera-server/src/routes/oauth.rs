@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_app::{GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
+use tessera_app::oidc::check_scope;
+use tessera_app::{GRANT_AUTHORIZATION_CODE, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
 use tessera_core::RefreshDecision;
 use utoipa::ToSchema;
 
@@ -31,9 +32,19 @@ pub struct TokenRequest {
     /// Required by `grant_type=password`.
     #[schema(nullable = false, max_length = 128)]
     password: Option<String>,
-    /// Tessera issues tokens without scopes: anything but spaces is `invalid_scope`.
-    #[schema(nullable = false, pattern = "^ *$")]
+    /// Space-separated scopes (`openid profile email offline_access`), each one the
+    /// client may have; on the refresh grant, each one granted to the session.
+    #[schema(nullable = false, max_length = 512)]
     scope: Option<String>,
+    /// Required by `grant_type=authorization_code`.
+    #[schema(nullable = false, max_length = 256)]
+    code: Option<String>,
+    /// `grant_type=authorization_code`: the redirect URI of the authorization request.
+    #[schema(nullable = false, max_length = 2048)]
+    redirect_uri: Option<String>,
+    /// `grant_type=authorization_code`: the PKCE verifier (RFC 7636).
+    #[schema(nullable = false, max_length = 128)]
+    code_verifier: Option<String>,
     /// Identifies the client (`none` and `client_secret_post`).
     #[schema(nullable = false)]
     client_id: Option<String>,
@@ -47,6 +58,7 @@ pub struct TokenRequest {
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum GrantType {
+    AuthorizationCode,
     RefreshToken,
     Password,
 }
@@ -59,7 +71,15 @@ pub struct OAuthTokenResponse {
     token_type: &'static str,
     /// Access-token lifetime in seconds.
     expires_in: i64,
-    refresh_token: String,
+    /// Absent when the code flow gives a third-party client no `offline_access`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    /// The OpenID Connect ID token (RS256), when `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    /// The scopes granted, when any were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// Headers every response carrying tokens or token facts has (RFC 6749 §5.1).
@@ -111,49 +131,83 @@ pub async fn token(
         .await?;
     let grant = param(&req.grant_type)
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    let issued = match grant {
+    let scope = |client: &tessera_core::Client| {
+        check_scope(param(&req.scope), client).map_err(OAuthError::invalid_scope)
+    };
+    let body = match grant {
+        GRANT_AUTHORIZATION_CODE => {
+            state.check_grant(&client, grant)?;
+            let code =
+                param(&req.code).ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+            let t = state
+                .redeem_code(
+                    code,
+                    &client,
+                    param(&req.redirect_uri),
+                    param(&req.code_verifier),
+                    &info,
+                )
+                .await?;
+            OAuthTokenResponse {
+                access_token: t.issued.access_token,
+                token_type: "Bearer",
+                expires_in: t.issued.expires_in,
+                refresh_token: t.refresh.then_some(t.issued.refresh_token),
+                id_token: t.id_token,
+                scope: Some(t.scope).filter(|s| !s.is_empty()),
+            }
+        }
         GRANT_REFRESH_TOKEN => {
             state.check_grant(&client, grant)?;
-            no_scope(&req)?;
+            let scope = scope(&client)?;
             let token = param(&req.refresh_token)
                 .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-            state.refresh(token, &info, &client.id).await?
+            pair(
+                state
+                    .refresh_scoped(token, &info, &client.id, &scope)
+                    .await?,
+            )
         }
         GRANT_PASSWORD if state.settings.password_grant => {
             state.check_grant(&client, grant)?;
-            no_scope(&req)?;
+            let scope = scope(&client)?.join(" ");
             let (Some(username), Some(password)) = (param(&req.username), param(&req.password))
             else {
                 return Err(OAuthError::invalid_request(
                     "username and password are required",
                 ));
             };
-            state
-                .login_and_issue(username, password.to_string(), &info, &client.id)
-                .await?
+            let scope = Some(scope.as_str()).filter(|s| !s.is_empty());
+            pair(
+                state
+                    .login_and_issue_scoped(
+                        username,
+                        password.to_string(),
+                        &info,
+                        &client.id,
+                        scope,
+                    )
+                    .await?,
+            )
         }
         _ => {
             return Err(OAuthError::unsupported_grant_type(
-                "supported grant types: refresh_token, and password when enabled",
+                "supported grant types: authorization_code, refresh_token, and password when enabled",
             ));
         }
-    };
-    let body = OAuthTokenResponse {
-        access_token: issued.access_token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        refresh_token: issued.refresh_token,
     };
     Ok(no_store(axum::Json(body).into_response()))
 }
 
-fn no_scope(req: &TokenRequest) -> Result<(), OAuthError> {
-    // RFC 6749 §3.3: scopes are separated by spaces; only spaces is no scope.
-    match param(&req.scope).filter(|s| s.bytes().any(|b| b != b' ')) {
-        Some(_) => Err(OAuthError::invalid_scope(
-            "Tessera issues tokens without scopes; omit scope",
-        )),
-        None => Ok(()),
+/// The answer of the refresh and password grants.
+fn pair(issued: tessera_app::Issued) -> OAuthTokenResponse {
+    OAuthTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token: Some(issued.refresh_token),
+        id_token: None,
+        scope: issued.scope,
     }
 }
 
@@ -319,14 +373,19 @@ pub async fn introspect(
     Ok(no_store(axum::Json(answer).into_response()))
 }
 
-/// Standard claims about the signed-in user (OIDC Core §5.1).
+/// Standard claims about the signed-in user (OIDC Core §5.1). A token issued with
+/// scopes gets the email claims only with `email` and the profile claims only
+/// with `profile`; a first-party token without scopes gets all of them.
 #[derive(Serialize, ToSchema)]
 pub struct UserInfo {
     sub: String,
-    email: String,
-    /// Tessera does not verify email addresses.
-    email_verified: bool,
-    preferred_username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// True only after the address was confirmed through a mailed link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_username: Option<String>,
     /// Omitted when the user has no full name.
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
@@ -371,34 +430,42 @@ pub async fn userinfo_post(auth: AccessAuth) -> Response {
 
 fn user_claims(auth: AccessAuth) -> Response {
     let u = auth.user;
+    let has = |s: &str| match &auth.session.scope {
+        Some(granted) => granted.split(' ').any(|g| g == s),
+        None => true,
+    };
+    let (email, profile) = (has("email"), has("profile"));
     let body = UserInfo {
         sub: u.id.to_string(),
-        email: u.email,
-        email_verified: u.email_verified,
-        preferred_username: u.username,
-        name: Some(u.fullname).filter(|n| !n.is_empty()),
+        email: email.then_some(u.email),
+        email_verified: email.then_some(u.email_verified),
+        preferred_username: profile.then_some(u.username),
+        name: Some(u.fullname).filter(|n| profile && !n.is_empty()),
     };
     no_store(axum::Json(body).into_response())
 }
 
-/// Authorization-server metadata (RFC 8414; OpenID Connect Discovery 1.0).
-///
-/// Tessera has no authorization endpoint: it issues tokens only at the token
-/// endpoint, by the refresh-token and password grants. So `authorization_endpoint`
-/// is absent and `response_types_supported` is an empty list — both specifications
-/// require the field, and an empty list is the accurate answer. Tessera issues no
-/// ID tokens either; OIDC Discovery requires `id_token_signing_alg_values_supported`,
-/// which names the one algorithm the server signs its JWTs with.
+/// Authorization-server metadata (RFC 8414; OpenID Connect Discovery 1.0). ID
+/// tokens are always RS256; access tokens use the configured algorithm.
 #[derive(Serialize, ToSchema)]
 pub struct ServerMetadata {
     issuer: String,
+    authorization_endpoint: String,
     token_endpoint: String,
+    end_session_endpoint: String,
     revocation_endpoint: String,
     introspection_endpoint: String,
     userinfo_endpoint: String,
     jwks_uri: String,
     grant_types_supported: Vec<&'static str>,
     response_types_supported: Vec<&'static str>,
+    response_modes_supported: Vec<&'static str>,
+    scopes_supported: Vec<&'static str>,
+    code_challenge_methods_supported: Vec<&'static str>,
+    prompt_values_supported: Vec<&'static str>,
+    backchannel_logout_supported: bool,
+    backchannel_logout_session_supported: bool,
+    authorization_response_iss_parameter_supported: bool,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -411,27 +478,36 @@ fn metadata(state: &AppState) -> Response {
     let s = &state.settings;
     let base = s.issuer.trim_end_matches('/');
     let at = |path: &str| format!("{base}{path}");
-    let mut grants = vec![GRANT_REFRESH_TOKEN];
+    let mut grants = vec![GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
     if s.password_grant {
         grants.push(GRANT_PASSWORD);
     }
     let client_auth = vec!["client_secret_basic", "client_secret_post", "none"];
     let body = ServerMetadata {
         issuer: s.issuer.clone(),
+        authorization_endpoint: at("/oauth/authorize"),
         token_endpoint: at("/oauth/token"),
+        end_session_endpoint: at("/oauth/logout"),
         revocation_endpoint: at("/oauth/revoke"),
         introspection_endpoint: at("/oauth/introspect"),
         userinfo_endpoint: at("/oauth/userinfo"),
         jwks_uri: at("/.well-known/jwks.json"),
         grant_types_supported: grants,
-        response_types_supported: vec![],
+        response_types_supported: vec!["code"],
+        response_modes_supported: vec!["query"],
+        scopes_supported: tessera_app::oidc::SCOPES.to_vec(),
+        code_challenge_methods_supported: vec!["S256"],
+        prompt_values_supported: vec!["none", "login", "consent"],
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
+        authorization_response_iss_parameter_supported: true,
         token_endpoint_auth_methods_supported: client_auth.clone(),
         revocation_endpoint_auth_methods_supported: client_auth,
         introspection_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
         ],
-        id_token_signing_alg_values_supported: vec![s.signing_alg.as_str()],
+        id_token_signing_alg_values_supported: vec!["RS256"],
         subject_types_supported: vec!["public"],
         claims_supported: vec![
             "iss",
@@ -439,9 +515,14 @@ fn metadata(state: &AppState) -> Response {
             "aud",
             "exp",
             "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "amr",
             "jti",
             "sid",
             "client_id",
+            "scope",
             "email",
             "email_verified",
             "preferred_username",

@@ -17,8 +17,9 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Publish a new signing key now; it signs after the JWKS cache lifetime and the
-    /// current key stays published until its last token has expired.
+    /// Publish new signing keys now (the access tokens' and the RS256 key of ID
+    /// tokens); they sign after the JWKS cache lifetime and the current keys stay
+    /// published until their last token has expired.
     Rotate,
 }
 
@@ -69,10 +70,13 @@ pub(crate) async fn read_key_set(
     KeySet::new(keys, alg, now).map_err(err)
 }
 
-/// What a stored key does at `now`, given the key that signs.
-fn state(k: &StoredKey, signing: Option<&str>, now: i64) -> &'static str {
-    if Some(k.kid.as_str()) == signing {
+/// What a stored key does at `now`, given the keys that sign (access tokens,
+/// then ID and logout tokens).
+fn state(k: &StoredKey, signing: &[Option<String>; 2], now: i64) -> &'static str {
+    if signing[0].as_deref() == Some(k.kid.as_str()) {
         "signing"
+    } else if signing[1].as_deref() == Some(k.kid.as_str()) {
+        "signing-id"
     } else if k.activates_at > now {
         "next"
     } else if k.retired_at.is_some_and(|r| r <= now) {
@@ -95,13 +99,14 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                 ..Caller::operator()
             };
             return super::with_existing_app(cfg, |app| async move {
-                let key = app.rotate_signing_key(&caller).await.map_err(err)?;
-                outln!(
-                    "published key {} ({}); it signs from {}; the previous key stays published until its last token expires",
-                    key.kid,
-                    key.alg,
-                    when(key.activates_at)
-                );
+                for key in app.rotate_signing_key(&caller).await.map_err(err)? {
+                    outln!(
+                        "published key {} ({}); it signs from {}; the previous key stays published until its last token expires",
+                        key.kid,
+                        key.alg,
+                        when(key.activates_at)
+                    );
+                }
                 Ok(())
             })
             .await;
@@ -117,11 +122,15 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
             .into_iter()
             .filter(|k| usable(k, &src, now))
             .collect();
-        let signing = match read_key_set(store.as_ref(), &src, now).await {
-            Ok(set) => Some(set.signing_key().kid.clone()),
-            Err(_) if stored.is_empty() && src.hs256_secret.is_none() => None,
+        let signers = match read_key_set(store.as_ref(), &src, now).await {
+            Ok(set) => [
+                Some(set.signing_key().kid.clone()),
+                set.id_signing_key().map(|k| k.kid.clone()),
+            ],
+            Err(_) if stored.is_empty() && src.hs256_secret.is_none() => [None, None],
             Err(e) => return Err(e),
         };
+        let signing = &signers[0];
         let at_rest = |k: &StoredKey| {
             if tessera_jose::seal::is_sealed(&k.private_der) {
                 "sealed"
@@ -136,7 +145,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                     json!({
                         "kid": k.kid,
                         "alg": k.alg,
-                        "state": state(k, signing.as_deref(), now),
+                        "state": state(k, &signers, now),
                         "at_rest": at_rest(k),
                         "created_at": when(k.created_at),
                         "signs_from": when(k.activates_at),
@@ -144,7 +153,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                     })
                 })
                 .collect();
-            if let (Some(kid), Some(_)) = (&signing, &src.hs256_secret) {
+            if let (Some(kid), Some(_)) = (signing, &src.hs256_secret) {
                 out.push(json!({
                     "kid": kid,
                     "alg": "HS256",
@@ -176,7 +185,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
                 "{:<45} {:<6} {:<10} {:<7} {:<21} {:<21} {retired}",
                 k.kid,
                 k.alg,
-                state(k, signing.as_deref(), now),
+                state(k, &signers, now),
                 at_rest(k),
                 when(k.created_at),
                 when(k.activates_at)
@@ -186,7 +195,7 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> ExitCode {
             "private keys are sealed at rest with the key-encryption key from {}",
             src.master_origin
         );
-        if let (Some(kid), Some(_)) = (&signing, &src.hs256_secret) {
+        if let (Some(kid), Some(_)) = (signing, &src.hs256_secret) {
             outln!("{kid:<45} HS256  signing    (ACCESS_TOKEN_SECRET; never stored or published)");
         }
         Ok(())

@@ -230,6 +230,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                         absolute_expires_at: now + ttl,
                         user_agent: Some("tessera token sign".into()),
                         ip: None,
+                        scope: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;
@@ -249,6 +250,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                     fullname: p.fullname.then(|| u.fullname.clone()),
                     legacy_id: p.legacy_id.then(|| u.legacy_id.clone()).flatten(),
                     email_verified: p.email.then_some(u.email_verified),
+                    scope: None,
                 };
                 let token = keys.signing_key().sign(&claims).map_err(|e| e.to_string());
                 if token.is_err() {

@@ -41,11 +41,11 @@ fn kid_of(token: &str) -> String {
 
 async fn rotate(s: &TestServer) -> String {
     let st = s.state();
-    let key = tessera_app::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now(), 300)
+    let keys = tessera_app::rotate_keys(st.store.as_ref(), &st.key_source, s.clock_now(), 300)
         .await
         .unwrap();
     st.reload_keys().await.unwrap();
-    key.kid
+    keys[0].kid.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

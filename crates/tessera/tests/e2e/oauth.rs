@@ -24,12 +24,14 @@ pub async fn add_client(
     s.state()
         .store
         .create_client(Client {
-            id: id.into(),
-            name: id.into(),
             secret_hash,
-            grant_types: grants.iter().map(|g| g.to_string()).collect(),
-            first_party,
-            created_at: s.clock_now(),
+            ..Client::new(
+                id,
+                id,
+                grants.iter().map(|g| g.to_string()).collect(),
+                first_party,
+                s.clock_now(),
+            )
         })
         .await
         .unwrap();

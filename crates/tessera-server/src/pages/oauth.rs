@@ -1,0 +1,522 @@
+//! The browser's side of OAuth 2 and OpenID Connect: the authorization endpoint
+//! (RFC 6749 §4.1), the consent page, and RP-initiated logout. The rules are in
+//! `tessera_app::oidc`; these handlers read the browser's session from its
+//! access cookie, call one use case and turn its answer into a page or a redirect.
+
+use super::{Allow, Notice, form, hidden, page, page_with, submitted};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AccessAuth, ClientInfo};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use tessera_app::AppError;
+use tessera_app::lifecycle::escape_html as esc;
+use tessera_app::oidc::{AuthorizeError, AuthorizeParams, AuthorizeRequest, Next};
+
+const AUTHORIZE: &str = "/oauth/authorize";
+const LOGOUT: &str = "/oauth/logout";
+/// Where a signed-out visitor signs in; `return_to` brings them back.
+pub(crate) const SIGN_IN: &str = "/signin";
+
+/// The parameters of the authorization endpoint (for the API description; the
+/// handler reads the raw query so a repeated parameter can be refused).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AuthorizeQuery {
+    /// A registered client's id.
+    client_id: Option<String>,
+    /// Exactly one registered for the client (loopback URIs may vary the port).
+    redirect_uri: Option<String>,
+    /// `code`.
+    response_type: Option<String>,
+    /// Space-separated: `openid profile email offline_access`.
+    scope: Option<String>,
+    /// Echoed back to the client.
+    state: Option<String>,
+    /// Put into the ID token.
+    nonce: Option<String>,
+    /// PKCE (RFC 7636): required for public clients.
+    code_challenge: Option<String>,
+    /// `S256` (`plain` is refused).
+    code_challenge_method: Option<String>,
+    /// `none`, `login`, `consent`.
+    prompt: Option<String>,
+    /// Seconds since the sign-in after which the user must sign in again.
+    max_age: Option<String>,
+    /// Prefills the sign-in form.
+    login_hint: Option<String>,
+}
+
+/// The parameters of RP-initiated logout.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct LogoutQuery {
+    /// An ID token this server issued (expired ones too).
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    /// Registered for the client, exactly.
+    post_logout_redirect_uri: Option<String>,
+    /// Echoed to the post-logout redirect URI.
+    state: Option<String>,
+}
+
+/// Name/value pairs of a query or form; a repeated name is refused (RFC 6749 §3.1).
+fn pairs(raw: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw)
+        .map_err(|_| "the parameters are malformed".to_string())?;
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+            return Err(format!("the parameter `{k}` is repeated"));
+        }
+    }
+    Ok(pairs)
+}
+
+fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn authorize_params(p: &[(String, String)]) -> AuthorizeParams {
+    let v = |n: &str| get(p, n).map(str::to_string);
+    AuthorizeParams {
+        client_id: v("client_id"),
+        redirect_uri: v("redirect_uri"),
+        response_type: v("response_type"),
+        scope: v("scope"),
+        state: v("state"),
+        nonce: v("nonce"),
+        code_challenge: v("code_challenge"),
+        code_challenge_method: v("code_challenge_method"),
+        prompt: v("prompt"),
+        max_age: v("max_age"),
+        login_hint: v("login_hint"),
+        response_mode: v("response_mode"),
+        request: v("request"),
+        request_uri: v("request_uri"),
+    }
+}
+
+/// The browser's signed-in session, from its access cookie.
+pub(crate) async fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<AccessAuth> {
+    let token = crate::cookies::read(headers, &state.cookies.access)?;
+    state.authenticate_access(token, true).await.ok()
+}
+
+/// A redirect the browser follows with a GET (`303` after a form, `302` else).
+fn redirect(status: StatusCode, to: &str) -> Response {
+    let mut r = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// An error of the server (not of the request) as a page.
+fn unavailable(e: AppError) -> Response {
+    let api = ApiError::from(e);
+    page(
+        api.status,
+        "Something went wrong",
+        Notice::Error(&api.description),
+        "",
+    )
+}
+
+fn refused(message: &str) -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "This sign-in link does not work",
+        Notice::Error(message),
+        "<p>Go back to the application and try again. If it keeps happening, tell the application's developers.</p>",
+    )
+}
+
+/// Tries to resume the browser's session with its refresh cookie (which only
+/// `/v1/auth` ever sees, so a page cannot read it): on success the page loads
+/// again, signed in; otherwise the browser goes to `fallback`. Once per address,
+/// so a refresh that does not help cannot loop.
+const RESUME_SCRIPT: &str = "(function(){var f=document.getElementById('resume').getAttribute('data-fallback');\
+var k='tessera-resume',h=location.href;\
+if(sessionStorage.getItem(k)===h){sessionStorage.removeItem(k);location.replace(f);return;}\
+fetch('/v1/auth/refresh',{method:'POST',credentials:'same-origin'}).then(function(r){\
+if(r.ok){sessionStorage.setItem(k,h);location.reload();}else{location.replace(f);}},\
+function(){location.replace(f);});})();";
+
+fn resume_page(fallback: &str) -> Response {
+    let body = format!(
+        "<p id=\"resume\" data-fallback=\"{f}\">Checking whether you are signed in…</p>\
+         <noscript><p><a href=\"{f}\">Continue to sign in</a></p></noscript>",
+        f = esc(fallback)
+    );
+    page_with(
+        StatusCode::OK,
+        "One moment",
+        Notice::None,
+        &body,
+        Allow {
+            script: Some(RESUME_SCRIPT),
+            ..Allow::default()
+        },
+    )
+}
+
+/// The sign-in page, coming back to this request afterwards (without
+/// `prompt=login` and `max_age`, which the new sign-in satisfies).
+fn sign_in_url(p: &[(String, String)]) -> String {
+    let kept: Vec<(String, String)> = p
+        .iter()
+        .filter(|(k, _)| k != "max_age")
+        .map(|(k, v)| {
+            if k == "prompt" {
+                let rest: Vec<&str> = v.split(' ').filter(|x| *x != "login").collect();
+                (k.clone(), rest.join(" "))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let back = format!(
+        "{AUTHORIZE}?{}",
+        serde_urlencoded::to_string(&kept).unwrap_or_default()
+    );
+    let mut q = vec![("return_to", back.as_str())];
+    if let Some(hint) = get(p, "login_hint") {
+        q.push(("login_hint", hint));
+    }
+    format!(
+        "{SIGN_IN}?{}",
+        serde_urlencoded::to_string(&q).unwrap_or_default()
+    )
+}
+
+/// Where the consent form may lead: the client's redirect URI's origin (or its
+/// scheme, for a native app).
+fn redirect_target(req: &AuthorizeRequest) -> Vec<String> {
+    match url::Url::parse(&req.redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => vec![u.origin().ascii_serialization()],
+        Ok(u) => vec![format!("{}:", u.scheme())],
+        Err(_) => Vec::new(),
+    }
+}
+
+fn scope_line(scope: &str) -> Option<&'static str> {
+    match scope {
+        "openid" => Some("Know who you are (your account's identifier)"),
+        "profile" => Some("See your name and username"),
+        "email" => Some("See your email address"),
+        "offline_access" => Some("Stay connected to your account when you are not using it"),
+        _ => None,
+    }
+}
+
+fn consent_page(req: &AuthorizeRequest, p: &[(String, String)], auth: &AccessAuth) -> Response {
+    let items: String = req
+        .scope
+        .iter()
+        .filter_map(|s| scope_line(s))
+        .map(|line| format!("<li>{}</li>", esc(line)))
+        .collect();
+    let items = if items.is_empty() {
+        "<li>Use your account to sign you in</li>".to_string()
+    } else {
+        items
+    };
+    let fields: String = p
+        .iter()
+        .filter(|(k, _)| k != "decision")
+        .map(|(k, v)| hidden(k, v))
+        .collect();
+    let body = format!(
+        "<p><strong>{name}</strong> wants to access your account <strong>{user}</strong>. It will be able to:</p>\
+         <ul>{items}</ul>\
+         <form method=\"post\" action=\"{AUTHORIZE}\">{fields}\
+         <button type=\"submit\" name=\"decision\" value=\"allow\" autofocus>Allow</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>\
+         <p class=\"hint\">You can withdraw this access at any time from your <a href=\"/account\">account page</a>.</p>",
+        name = esc(&req.client.name),
+        user = esc(&auth.user.username),
+    );
+    page_with(
+        StatusCode::OK,
+        "Allow access?",
+        Notice::None,
+        &body,
+        Allow {
+            form_action: redirect_target(req),
+            ..Allow::default()
+        },
+    )
+}
+
+/// Checks an authorization request from its pairs: a checked request, or the
+/// response to give.
+async fn checked(state: &AppState, p: &[(String, String)]) -> Result<AuthorizeRequest, Response> {
+    match state.check_authorize(&authorize_params(p)).await {
+        Ok(Ok(req)) => Ok(req),
+        Ok(Err(AuthorizeError::Page(m))) => Err(refused(&m)),
+        Ok(Err(AuthorizeError::Redirect(to))) => Err(redirect(StatusCode::FOUND, &to)),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Start an authorization (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2).
+///
+/// A signed-in user is sent back to the client with a code (after the consent
+/// page for a third-party client); a signed-out one goes through the sign-in
+/// page. An unknown client or an unregistered redirect URI is an error page and
+/// never a redirect; every other error is sent back to the client.
+#[utoipa::path(
+    get,
+    path = "/oauth/authorize",
+    operation_id = "authorize",
+    tag = "oauth",
+    params(AuthorizeQuery),
+    responses(
+        (status = 200, description = "An HTML page: the consent page, or a moment's check of the browser's session", content_type = "text/html"),
+        (status = 302, description = "Back to the client's redirect URI with `code` or `error`, `state` and `iss`"),
+        (status = 303, description = "To the sign-in page, which comes back here"),
+        (status = 400, description = "An HTML page: the client or its redirect URI is not registered, or the parameters are malformed", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn authorize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = match pairs(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(m) => return refused(&m),
+    };
+    let req = match checked(&state, &p).await {
+        Ok(req) => req,
+        Err(r) => return r,
+    };
+    let Some(auth) = browser_session(&state, &headers).await else {
+        let fallback = if req.prompt.iter().any(|x| x == "none") {
+            req.error("login_required", "the user is not signed in")
+        } else {
+            sign_in_url(&p)
+        };
+        return resume_page(&fallback);
+    };
+    match state
+        .authorize_next(&req, Some((&auth.session, &auth.user)), false)
+        .await
+    {
+        Ok(Next::SignIn) => redirect(StatusCode::SEE_OTHER, &sign_in_url(&p)),
+        Ok(Next::Consent) => consent_page(&req, &p, &auth),
+        Ok(Next::Redirect(to)) => redirect(StatusCode::FOUND, &to),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The user's answer on the consent page.
+#[utoipa::path(
+    post,
+    path = "/oauth/authorize",
+    operation_id = "authorize_consent",
+    tag = "oauth",
+    request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "The authorization request's parameters and `decision` (`allow` or `deny`)"),
+    responses(
+        (status = 200, description = "An HTML page: a moment's check of the browser's session", content_type = "text/html"),
+        (status = 302, description = "Back to the client when the request itself is faulty"),
+        (status = 303, description = "Back to the client with `code` (allowed) or `error=access_denied`"),
+        (status = 400, description = "An HTML page: the form is incomplete, or the client or its redirect URI is not registered", content_type = "text/html"),
+        (status = 403, description = "An HTML page: the form was sent from another site", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn authorize_consent(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    body: Bytes,
+) -> Response {
+    let title = "Allow access?";
+    let p: Vec<(String, String)> = match submitted(&headers, &state, &body, title) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    if let Err(m) = pairs(&body) {
+        return refused(&m);
+    }
+    let allow = match get(&p, "decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => return refused("The form was incomplete: choose Allow or Deny."),
+    };
+    let req = match checked(&state, &p).await {
+        Ok(req) => req,
+        Err(r) => return r,
+    };
+    let Some(auth) = browser_session(&state, &headers).await else {
+        return resume_page(&sign_in_url(&p));
+    };
+    match state
+        .consent(&req, &auth.session, &auth.user, allow, &client)
+        .await
+    {
+        Ok(to) => redirect(StatusCode::SEE_OTHER, &to),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Signs the browser out and says where to go (OpenID Connect RP-Initiated
+/// Logout 1.0).
+async fn log_out(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    p: &[(String, String)],
+) -> Response {
+    let browser = browser_session(state, headers).await;
+    let done = state
+        .end_session(
+            get(p, "id_token_hint"),
+            get(p, "client_id"),
+            get(p, "post_logout_redirect_uri"),
+            get(p, "state"),
+            browser.as_ref().map(|a| &a.session),
+            client,
+        )
+        .await;
+    let mut res = match done {
+        Ok(Some(to)) => redirect(StatusCode::SEE_OTHER, &to),
+        Ok(None) => page(
+            StatusCode::OK,
+            "You are signed out",
+            Notice::Ok("You have been signed out."),
+            &format!("<p><a href=\"{SIGN_IN}\">Sign in again</a></p>"),
+        ),
+        Err(e) if e.kind == tessera_app::ErrorKind::InvalidRequest => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Sign-out failed",
+                Notice::Error(&e.description),
+                "",
+            );
+        }
+        Err(e) => return unavailable(e),
+    };
+    state.cookies.clear(res.headers_mut());
+    res
+}
+
+/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+///
+/// With an `id_token_hint` the session it names and the browser's session end at
+/// once; without one, a page asks the user to confirm. A
+/// `post_logout_redirect_uri` must be registered for the client exactly; the
+/// browser is sent there with `state`.
+#[utoipa::path(
+    get,
+    path = "/oauth/logout",
+    operation_id = "end_session",
+    tag = "oauth",
+    params(LogoutQuery),
+    responses(
+        (status = 200, description = "An HTML page: signed out, or asking to confirm", content_type = "text/html"),
+        (status = 303, description = "To the post-logout redirect URI, with `state`"),
+        (status = 400, description = "An HTML page: the hint or the redirect URI cannot be accepted", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn end_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let p = match pairs(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(m) => return refused(&m),
+    };
+    if get(&p, "id_token_hint").is_some() {
+        return log_out(&state, &headers, &client, &p).await;
+    }
+    // Without a hint anyone could link here: the user confirms.
+    let fields: String = p.iter().map(|(k, v)| hidden(k, v)).collect();
+    page(
+        StatusCode::OK,
+        "Sign out?",
+        Notice::None,
+        &format!(
+            "<p>Do you want to sign out of your account on this device?</p>{}",
+            form(LOGOUT, &fields, "Sign out")
+        ),
+    )
+}
+
+/// The confirmed sign-out (the form of `GET /oauth/logout`, or a relying party
+/// posting the same parameters).
+#[utoipa::path(
+    post,
+    path = "/oauth/logout",
+    operation_id = "end_session_post",
+    tag = "oauth",
+    request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "`id_token_hint`, `client_id`, `post_logout_redirect_uri`, `state`"),
+    responses(
+        (status = 200, description = "An HTML page: signed out", content_type = "text/html"),
+        (status = 303, description = "To the post-logout redirect URI, with `state`"),
+        (status = 400, description = "An HTML page: the form is malformed, or the hint or the redirect URI cannot be accepted", content_type = "text/html"),
+        (status = 403, description = "An HTML page: the form was sent from another site", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn end_session_post(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    body: Bytes,
+) -> Response {
+    let p: Vec<(String, String)> = match submitted(&headers, &state, &body, "Sign out") {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    if let Err(m) = pairs(&body) {
+        return refused(&m);
+    }
+    log_out(&state, &headers, &client, &p).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert!(pairs(b"a=1&b=2").is_ok());
+        assert!(pairs(b"a=1&a=2").is_err());
+    }
+
+    #[test]
+    fn sign_in_comes_back_without_prompt_login_and_max_age() {
+        let p =
+            pairs(b"client_id=c&prompt=login+consent&max_age=0&login_hint=ada&state=s").unwrap();
+        let url = sign_in_url(&p);
+        let q: Vec<(String, String)> =
+            serde_urlencoded::from_str(url.strip_prefix("/signin?").unwrap()).unwrap();
+        let back = &q.iter().find(|(k, _)| k == "return_to").unwrap().1;
+        assert_eq!(
+            back,
+            "/oauth/authorize?client_id=c&prompt=consent&login_hint=ada&state=s"
+        );
+        assert!(q.iter().any(|(k, v)| k == "login_hint" && v == "ada"));
+    }
+}
