@@ -28,15 +28,15 @@ button{margin-top:1.2rem;padding:.6rem 1.2rem;font-size:1rem;border:0;border-rad
 .ok{background:#dcfce7;color:#14532d;padding:.7rem;border-radius:.3rem}\
 .hint{color:#4b5563;font-size:.9rem}\
 main.wide{max-width:44rem}h2{font-size:1.15rem;margin:2rem 0 .5rem;padding-top:1.2rem;border-top:1px solid #e5e7eb}\
-a{color:#1d4ed8}.links{margin-top:1.5rem}.links a{margin-right:1.2rem}\
+a{color:#1d4ed8}.links{margin-top:1.5rem}.links a{display:inline-block;margin:0 1.2rem .5rem 0}\
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}dl.facts dt{font-weight:600}dl.facts dd{margin:0;overflow-wrap:anywhere}\
 ul.devices{list-style:none;padding:0;margin:0}ul.devices li{border:1px solid #d1d5db;border-radius:.4rem;padding:.8rem 1rem;margin:.6rem 0}\
-ul.devices form{display:inline}ul.devices button{margin-top:.6rem}\
+ul.devices dl{margin-top:.5rem}ul.devices form{display:inline}ul.devices button{margin-top:.6rem}\
 .badge{display:inline-block;margin-left:.5rem;padding:.1rem .5rem;border-radius:1rem;font-size:.8rem;font-weight:600;background:#dbeafe;color:#1e3a8a}\
 .badge.warn{background:#fef3c7;color:#78350f}.badge.good{background:#dcfce7;color:#14532d}\
 .actions form{display:inline-block;margin-right:.8rem}button.secondary{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8}\
 button.danger{background:#b91c1c}[aria-invalid=true]{border:2px solid #b91c1c}\
-@media (max-width:30rem){main{margin:0;border-radius:0;box-shadow:none;padding:1.2rem}}";
+@media (max-width:30rem){body{background:#fff}main{margin:0;border-radius:0;box-shadow:none;padding:1.2rem}}";
 
 /// The one script a page may run: it keeps a signed-in account page signed in by
 /// refreshing the session shortly before the access token expires. It reads the

@@ -91,8 +91,16 @@ pub(crate) fn explain(e: &AppError) -> String {
         ErrorKind::EmailNotVerified => {
             "Confirm your email address first: follow the link in the mail we sent you.".into()
         }
-        _ => named_field(&e.description),
+        _ => sentence(named_field(&e.description)),
     }
+}
+
+/// Ends `text` with a full stop unless it already ends a sentence.
+fn sentence(mut text: String) -> String {
+    if !text.ends_with(['.', '!', '?']) {
+        text.push('.');
+    }
+    text
 }
 
 /// `password: is too common …` as `Password is too common …`: on a form of
