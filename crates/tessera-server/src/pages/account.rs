@@ -2,7 +2,7 @@
 //! reset, choose a new password, create an invited account (contract §10). Each
 //! page's form calls the same use case as the JSON route.
 
-use super::{Notice, for_people, form, hidden, input, page, submitted};
+use super::{Layout, Notice, for_people, form, hidden, input, page, refusal, submitted};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientInfo;
@@ -34,13 +34,8 @@ const RESET: &str = "/account/reset-password";
 
 /// An error as a page, with the status the JSON API would answer.
 fn failed(title: &str, e: AppError, body: &str) -> Response {
-    let api = ApiError::from(e);
-    page(
-        api.status,
-        title,
-        Notice::Error(&for_people(&api.description)),
-        body,
-    )
+    let message = for_people(&ApiError::from(e.clone()).description);
+    refusal(&e, title, &message, body, &Layout::default())
 }
 
 fn missing_token(title: &str) -> Response {

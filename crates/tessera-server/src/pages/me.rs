@@ -5,11 +5,10 @@
 
 use super::signin::{ACCOUNT, SIGNIN, SIGNUP, explain, resume_location, see_other};
 use super::{
-    Layout, Notice, agent, form, hidden, named_input, page, page_with, signed_in, styled_form,
-    submitted,
+    Layout, Notice, agent, form, hidden, named_input, page, page_with, refusal, signed_in,
+    styled_form, submitted,
 };
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::ClientInfo;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -288,7 +287,6 @@ pub async fn account_page(
 /// A refused account form: the reason and the form again, with the status the
 /// JSON API would answer.
 fn failed(title: &str, e: &AppError, form: &str) -> Response {
-    let status = ApiError::from(e.clone()).status;
     let message = match e.kind {
         ErrorKind::Conflict if e.description.starts_with("email") => {
             "Another account already uses this address.".to_string()
@@ -297,7 +295,7 @@ fn failed(title: &str, e: &AppError, form: &str) -> Response {
     };
     let body =
         format!("{form}<p class=\"links\"><a href=\"{ACCOUNT}\">Back to your account</a></p>");
-    page(status, title, Notice::Error(&message), &body)
+    refusal(e, title, &message, &body, &Layout::default())
 }
 
 /// A form post of the account page: the same-origin check, the form, and the

@@ -223,6 +223,26 @@ pub(crate) fn for_people(description: &str) -> String {
     }
 }
 
+/// A use case's refusal as a page: the status the JSON API would answer,
+/// `message` above `body` (the form again, say), and `Retry-After` when the
+/// refusal says how long to wait.
+pub(crate) fn refusal(
+    e: &tessera_app::AppError,
+    title: &str,
+    message: &str,
+    body: &str,
+    layout: &Layout,
+) -> Response {
+    let status = crate::error::ApiError::from(e.clone()).status;
+    let mut r = page_with(status, title, Notice::Error(message), body, layout);
+    if let Some(s) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// The signed-in visitor, by a live access cookie.
 pub(crate) async fn signed_in(
     headers: &HeaderMap,

@@ -2,10 +2,9 @@
 //! the access cookie has expired. A session made here lives in the same cookies as
 //! one made by `POST /v1/auth/login` with cookie delivery.
 
-use super::{Layout, Notice, for_people, form, hidden, input, page, page_with, submitted};
+use super::{Layout, Notice, for_people, form, hidden, input, page, page_with, refusal, submitted};
 use crate::AppState;
 use crate::cookies;
-use crate::error::ApiError;
 use crate::extract::ClientInfo;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -132,21 +131,13 @@ fn field_of(e: &AppError) -> Option<&'static str> {
         .find(|f| d.starts_with(&format!("{f}:")) || d.starts_with(&format!("{f} is")))
 }
 
-/// A failed form, shown again with the status the JSON API would answer and, when
-/// throttled, `Retry-After`.
+/// A failed form, shown again with the reason.
 fn refused(title: &str, e: &AppError, body: &str) -> Response {
-    let status = ApiError::from(e.clone()).status;
     let layout = Layout {
         forms_redirect_on: true,
         ..Layout::default()
     };
-    let mut r = page_with(status, title, Notice::Error(&explain(e)), body, &layout);
-    if let Some(s) = e.retry_after
-        && let Ok(v) = HeaderValue::from_str(&s.to_string())
-    {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
+    refusal(e, title, &explain(e), body, &layout)
 }
 
 /// An input's attributes: `value`, and marked and focused when it is the one to correct.
@@ -595,7 +586,7 @@ mod tests {
         let weak = AppError::invalid_request("password: is too common or too easy to guess");
         assert_eq!(
             explain(&weak),
-            "Password is too common or too easy to guess"
+            "Password is too common or too easy to guess."
         );
         assert_eq!(field_of(&weak), Some("password"));
         let taken = AppError::new(ErrorKind::Conflict, "username is already taken");
