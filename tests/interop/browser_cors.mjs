@@ -4,7 +4,7 @@
 // (the calling test checks it) and saves a screenshot of each page.
 //
 //   node browser_cors.mjs API TRUSTED_PAGE_URL OTHER_PAGE_URL SCREENSHOT_DIR
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -15,17 +15,7 @@ if (!shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 try {
   // One browser profile for both pages: the other page has the cookies too.
   const context = await browser.newContext({ viewport: { width: 1100, height: 560 } });

@@ -6,7 +6,7 @@
 //   node browser_pages.mjs forgot  PAGE_URL EMAIL        SCREENSHOT_DIR
 //   node browser_pages.mjs reset   LINK     WEAK STRONG  SCREENSHOT_DIR
 //   node browser_pages.mjs confirm LINK                  SCREENSHOT_DIR
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,11 +18,7 @@ if (!mode || !url || !shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 
 // What a page shows: its status, title, notice and which field has the focus.
 async function seen(page, response, shot) {

@@ -62,6 +62,12 @@ impl CookieNames {
         append(headers, &self.refresh_cookie(token, max_age));
     }
 
+    /// Both cookies of a freshly issued pair.
+    pub fn set_issued(&self, headers: &mut HeaderMap, issued: &tessera_app::Issued) {
+        self.set_access(headers, &issued.access_token, issued.expires_in);
+        self.set_refresh(headers, &issued.refresh_token, issued.refresh_expires_in);
+    }
+
     /// Clears both cookies (same names, paths and attributes, empty, `Max-Age=0`).
     pub fn clear(&self, headers: &mut HeaderMap) {
         append(headers, &self.access_cookie("", 0));

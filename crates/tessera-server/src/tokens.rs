@@ -92,13 +92,7 @@ impl AppState {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if cookies {
-            self.cookies
-                .set_access(&mut headers, &issued.access_token, issued.expires_in);
-            self.cookies.set_refresh(
-                &mut headers,
-                &issued.refresh_token,
-                issued.refresh_expires_in,
-            );
+            self.cookies.set_issued(&mut headers, &issued);
         }
         (StatusCode::OK, headers, axum::Json(body)).into_response()
     }

@@ -2,7 +2,7 @@
 //! reset, choose a new password, create an invited account (contract §10). Each
 //! page's form calls the same use case as the JSON route.
 
-use super::{Notice, form, hidden, input, page, submitted};
+use super::{Layout, Notice, for_people, form, hidden, input, page, refusal, submitted};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ClientInfo;
@@ -34,28 +34,8 @@ const RESET: &str = "/account/reset-password";
 
 /// An error as a page, with the status the JSON API would answer.
 fn failed(title: &str, e: AppError, body: &str) -> Response {
-    let api = ApiError::from(e);
-    page(
-        api.status,
-        title,
-        Notice::Error(&for_people(&api.description)),
-        body,
-    )
-}
-
-/// An API description as a sentence for the page, which shows the field it is
-/// about right below: `new_password: is too common …` becomes `Too common …`.
-fn for_people(description: &str) -> String {
-    let field = |f: &str| !f.is_empty() && f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    let text = match description.split_once(": ") {
-        Some((f, rest)) if field(f) => rest.strip_prefix("is ").unwrap_or(rest),
-        _ => description,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
+    let message = for_people(&ApiError::from(e.clone()).description);
+    refusal(&e, title, &message, body, &Layout::default())
 }
 
 fn missing_token(title: &str) -> Response {
@@ -441,27 +421,5 @@ pub async fn register_submit(
             )
         }
         Err(e) => failed(title, e, ""),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::for_people;
-
-    #[test]
-    fn pages_show_api_descriptions_as_sentences() {
-        assert_eq!(
-            for_people("new_password: is too common; choose another"),
-            "Too common; choose another"
-        );
-        assert_eq!(
-            for_people("username: must be 3 to 32 characters"),
-            "Must be 3 to 32 characters"
-        );
-        assert_eq!(
-            for_people("this link has expired: ask again"),
-            "This link has expired: ask again"
-        );
-        assert_eq!(for_people(""), "");
     }
 }

@@ -3,24 +3,25 @@
 //! `tessera_app::oidc`; these handlers read the browser's session from its
 //! access cookie, call one use case and turn its answer into a page or a redirect.
 
-use super::{Allow, Notice, form, hidden, page, page_with, submitted};
+use super::signin::resume_location;
+use super::{Layout, Notice, form, hidden, page, page_with, signed_in, submitted};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{AccessAuth, ClientInfo};
+use crate::extract::ClientInfo;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use tessera_app::AppError;
 use tessera_app::lifecycle::escape_html as esc;
 use tessera_app::oidc::{AuthorizeError, AuthorizeParams, AuthorizeRequest, Next};
+use tessera_app::{AppError, Authenticated};
 
 const AUTHORIZE: &str = "/oauth/authorize";
 const LOGOUT: &str = "/oauth/logout";
 /// Where a signed-out visitor signs in; `return_to` brings them back.
-pub(crate) const SIGN_IN: &str = "/signin";
+const SIGN_IN: &str = "/signin";
 
 /// The parameters of the authorization endpoint (for the API description; the
 /// handler reads the raw query so a repeated parameter can be refused).
@@ -106,12 +107,6 @@ fn authorize_params(p: &[(String, String)]) -> AuthorizeParams {
     }
 }
 
-/// The browser's signed-in session, from its access cookie.
-pub(crate) async fn browser_session(state: &AppState, headers: &HeaderMap) -> Option<AccessAuth> {
-    let token = crate::cookies::read(headers, &state.cookies.access)?;
-    state.authenticate_access(token, true).await.ok()
-}
-
 /// A redirect the browser follows with a GET (`303` after a form, `302` else).
 fn redirect(status: StatusCode, to: &str) -> Response {
     let mut r = status.into_response();
@@ -141,33 +136,21 @@ fn refused(message: &str) -> Response {
     )
 }
 
-/// Tries to resume the browser's session with its refresh cookie (which only
-/// `/v1/auth` ever sees, so a page cannot read it): on success the page loads
-/// again, signed in; otherwise the browser goes to `fallback`. Once per address,
-/// so a refresh that does not help cannot loop.
-const RESUME_SCRIPT: &str = "(function(){var f=document.getElementById('resume').getAttribute('data-fallback');\
-var k='tessera-resume',h=location.href;\
-if(sessionStorage.getItem(k)===h){sessionStorage.removeItem(k);location.replace(f);return;}\
-fetch('/v1/auth/refresh',{method:'POST',credentials:'same-origin'}).then(function(r){\
-if(r.ok){sessionStorage.setItem(k,h);location.reload();}else{location.replace(f);}},\
-function(){location.replace(f);});})();";
-
-fn resume_page(fallback: &str) -> Response {
+/// Sends the browser through `/v1/auth/resume` to come back here signed in.
+/// Not a redirect: a page of this site starts that navigation, so the browser
+/// sends the `SameSite=Strict` refresh cookie with it (a redirect in a chain
+/// another site started would not).
+fn resume_page(authorize_url: &str) -> Response {
+    let to = resume_location(authorize_url);
     let body = format!(
-        "<p id=\"resume\" data-fallback=\"{f}\">Checking whether you are signed in…</p>\
-         <noscript><p><a href=\"{f}\">Continue to sign in</a></p></noscript>",
-        f = esc(fallback)
+        "<p>Checking whether you are signed in…</p><p><a href=\"{}\">Continue</a></p>",
+        esc(&to)
     );
-    page_with(
-        StatusCode::OK,
-        "One moment",
-        Notice::None,
-        &body,
-        Allow {
-            script: Some(RESUME_SCRIPT),
-            ..Allow::default()
-        },
-    )
+    let mut r = page(StatusCode::OK, "One moment", Notice::None, &body);
+    if let Ok(v) = HeaderValue::from_str(&format!("0;url={to}")) {
+        r.headers_mut().insert(header::REFRESH, v);
+    }
+    r
 }
 
 /// The sign-in page, coming back to this request afterwards (without
@@ -200,16 +183,6 @@ fn sign_in_url(p: &[(String, String)]) -> String {
     )
 }
 
-/// Where the consent form may lead: the client's redirect URI's origin (or its
-/// scheme, for a native app).
-fn redirect_target(req: &AuthorizeRequest) -> Vec<String> {
-    match url::Url::parse(&req.redirect_uri) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => vec![u.origin().ascii_serialization()],
-        Ok(u) => vec![format!("{}:", u.scheme())],
-        Err(_) => Vec::new(),
-    }
-}
-
 fn scope_line(scope: &str) -> Option<&'static str> {
     match scope {
         "openid" => Some("Know who you are (your account's identifier)"),
@@ -220,7 +193,7 @@ fn scope_line(scope: &str) -> Option<&'static str> {
     }
 }
 
-fn consent_page(req: &AuthorizeRequest, p: &[(String, String)], auth: &AccessAuth) -> Response {
+fn consent_page(req: &AuthorizeRequest, p: &[(String, String)], auth: &Authenticated) -> Response {
     let items: String = req
         .scope
         .iter()
@@ -252,9 +225,9 @@ fn consent_page(req: &AuthorizeRequest, p: &[(String, String)], auth: &AccessAut
         "Allow access?",
         Notice::None,
         &body,
-        Allow {
-            form_action: redirect_target(req),
-            ..Allow::default()
+        &Layout {
+            forms_redirect_on: true,
+            ..Layout::default()
         },
     )
 }
@@ -304,13 +277,21 @@ pub async fn authorize(
         Ok(req) => req,
         Err(r) => return r,
     };
-    let Some(auth) = browser_session(&state, &headers).await else {
-        let fallback = if req.prompt.iter().any(|x| x == "none") {
-            req.error("login_required", "the user is not signed in")
-        } else {
-            sign_in_url(&p)
-        };
-        return resume_page(&fallback);
+    let Some(auth) = signed_in(&headers, &state).await else {
+        if req.prompt.iter().any(|x| x == "none") {
+            return redirect(
+                StatusCode::FOUND,
+                &req.error("login_required", "the user is not signed in"),
+            );
+        }
+        if req.prompt.iter().any(|x| x == "login") || req.max_age.is_some() {
+            return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p));
+        }
+        let here = format!(
+            "{AUTHORIZE}?{}",
+            serde_urlencoded::to_string(&p).unwrap_or_default()
+        );
+        return resume_page(&here);
     };
     match state
         .authorize_next(&req, Some((&auth.session, &auth.user)), false)
@@ -363,8 +344,8 @@ pub async fn authorize_consent(
         Ok(req) => req,
         Err(r) => return r,
     };
-    let Some(auth) = browser_session(&state, &headers).await else {
-        return resume_page(&sign_in_url(&p));
+    let Some(auth) = signed_in(&headers, &state).await else {
+        return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p));
     };
     match state
         .consent(&req, &auth.session, &auth.user, allow, &client)
@@ -383,7 +364,7 @@ async fn log_out(
     client: &ClientInfo,
     p: &[(String, String)],
 ) -> Response {
-    let browser = browser_session(state, headers).await;
+    let browser = signed_in(headers, state).await;
     let done = state
         .end_session(
             get(p, "id_token_hint"),

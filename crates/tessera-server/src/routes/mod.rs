@@ -71,6 +71,25 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
             pages::account::register_page,
             pages::account::register_submit
         ))
+        // The hosted sign-in, sign-up and account pages.
+        .routes(routes!(pages::signin::home))
+        .routes(routes!(
+            pages::signin::signin_page,
+            pages::signin::signin_submit
+        ))
+        .routes(routes!(
+            pages::signin::signup_page,
+            pages::signin::signup_submit
+        ))
+        .routes(routes!(pages::signin::resume))
+        .routes(routes!(pages::me::account_page))
+        .routes(routes!(pages::me::profile_submit))
+        .routes(routes!(pages::me::email_submit))
+        .routes(routes!(pages::me::password_submit))
+        .routes(routes!(pages::me::device_signout_submit))
+        .routes(routes!(pages::me::app_revoke_submit))
+        .routes(routes!(pages::me::signout_submit))
+        .routes(routes!(pages::me::delete_submit))
 }
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -167,6 +186,23 @@ mod tests {
             ("post /oauth/authorize", "authorize_consent"),
             ("get /oauth/logout", "end_session"),
             ("post /oauth/logout", "end_session_post"),
+            ("get /", "page_home"),
+            ("get /signin", "page_signin"),
+            ("post /signin", "page_signin_submit"),
+            ("get /signup", "page_signup"),
+            ("post /signup", "page_signup_submit"),
+            ("get /v1/auth/resume", "page_resume"),
+            ("get /account", "page_account"),
+            ("post /account/profile", "page_account_profile"),
+            ("post /account/email", "page_account_email"),
+            ("post /account/password", "page_account_password"),
+            (
+                "post /account/devices/signout",
+                "page_account_device_signout",
+            ),
+            ("post /account/signout", "page_account_signout"),
+            ("post /account/apps/revoke", "page_account_app_revoke"),
+            ("post /account/delete", "page_account_delete"),
         ];
         let expected: std::collections::BTreeMap<String, String> = expected
             .iter()

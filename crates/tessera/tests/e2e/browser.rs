@@ -13,14 +13,14 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
 }
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Chromium, Node and playwright-core, or a loud skip (a failure when required).
-fn browser_ready() -> bool {
+pub(crate) fn browser_ready() -> bool {
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -180,7 +180,7 @@ async fn browse_pages(mut args: Vec<String>) -> Value {
 
 /// Runs a script of `tests/interop` (the first of `args`) with Node; returns the
 /// JSON it printed.
-async fn run_node(args: Vec<String>) -> Value {
+pub(crate) async fn run_node(args: Vec<String>) -> Value {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args(&args)

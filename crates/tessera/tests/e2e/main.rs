@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on a loopback port, driven over HTTP.
 //! One test binary for the whole workspace (linking is the slow part).
 
+mod account_pages;
 mod api;
 mod attacks;
 mod binary;
