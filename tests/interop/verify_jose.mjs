@@ -31,7 +31,8 @@ async function check(c) {
   if (c.alg === 'HS256') {
     key = new TextEncoder().encode(c.secret);
     const published = (await (await fetch(c.jwks_uri)).json()).keys;
-    if (published.length !== 0) throw new Error('an HMAC secret must never be published');
+    // Only the RS256 key of ID tokens is published, never the HMAC secret.
+    if (published.some((k) => k.kty !== 'RSA')) throw new Error('an HMAC secret must never be published');
   } else {
     key = createRemoteJWKSet(new URL(c.jwks_uri));
   }

@@ -36,6 +36,22 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
     ),
     ("logout", "a session ended by logout or token revocation"),
     (
+        "consent_granted",
+        "a user allowed a third-party application the scopes it asked for",
+    ),
+    (
+        "consent_revoked",
+        "a user withdrew an application's access; its sessions ended",
+    ),
+    (
+        "code_exchanged",
+        "an authorization code was exchanged for tokens (a session of that client)",
+    ),
+    (
+        "code_reuse",
+        "an authorization code was presented again; the session it opened ended",
+    ),
+    (
         "password_changed",
         "a password was changed, set or reset by link; other sessions ended",
     ),

@@ -354,8 +354,13 @@ fn explain(
         }
         TokenError::Invalid("the access token was signed by an unknown key") => {
             let known = keys.kids();
+            let hint = if header["alg"] == "HS256" && matches!(keys, Keys::Public(_)) {
+                " (an HS256 token is signed with a shared secret no JWKS publishes: use --secret-env)"
+            } else {
+                ""
+            };
             format!(
-                "unknown kid {kid}: {source} {}",
+                "unknown kid {kid}: {source} {}{hint}",
                 if known.is_empty() {
                     "has no usable key".to_string()
                 } else {

@@ -19,10 +19,13 @@ async fn jwks_kids(s: &TestServer) -> Vec<String> {
         .json()
         .await
         .unwrap();
+    // The access tokens' keys (the RS256 key of ID tokens is published too).
+    let alg = s.state().settings.signing_alg.as_str();
     jwks["keys"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|k| k["alg"] == alg)
         .map(|k| k["kid"].as_str().unwrap().to_string())
         .collect()
 }
@@ -83,7 +86,12 @@ async fn rotation_publishes_first_signs_later_and_logs_nobody_out() {
     let last = s.refresh_ok(&after.refresh).await;
     assert_eq!(s.me_status(&last.access).await, StatusCode::OK);
     let list = s.state().store.list_keys().await.unwrap();
-    assert_eq!(list.len(), 1, "the expired key was deleted");
+    let of = |alg: &str| list.iter().filter(|k| k.alg == alg).count();
+    assert_eq!(
+        (of("EdDSA"), of("RS256")),
+        (1, 1),
+        "the expired keys were deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,19 +207,36 @@ fn claims_of(token: &str) -> AccessClaims {
 }
 
 /// Each row of `signing_keys`, read straight from the SQLite file: (kid, private part).
-async fn stored_rows(s: &TestServer) -> Vec<(String, Vec<u8>)> {
+/// The stored keys of `alg`: kid and private part.
+async fn stored_rows(s: &TestServer, alg: &str) -> Vec<(String, Vec<u8>)> {
     use sqlx::Connection;
     let db = s.dir.path().join("tessera.db");
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let rows: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT kid, private_der FROM signing_keys ORDER BY kid")
+        sqlx::query_as("SELECT kid, private_der FROM signing_keys WHERE alg = ? ORDER BY kid")
+            .bind(alg)
             .fetch_all(&mut conn)
             .await
             .unwrap();
     conn.close().await.unwrap();
     rows
+}
+
+/// Deletes the stored keys of `alg` (what a database from before they existed lacks).
+async fn delete_rows(s: &TestServer, alg: &str) {
+    use sqlx::Connection;
+    let db = s.dir.path().join("tessera.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM signing_keys WHERE alg = ?")
+        .bind(alg)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
 }
 
 async fn write_private_part(s: &TestServer, kid: &str, private: &[u8]) {
@@ -237,11 +262,11 @@ fn folder_master_key(s: &TestServer) -> MasterKey {
 
 /// Asserts that a stored private part is sealed and useless without the
 /// key-encryption key: it is no PKCS#8 key, and does not contain the plain one.
-fn assert_sealed(kid: &str, blob: &[u8], master: &MasterKey) {
+fn assert_sealed(kid: &str, alg: &str, blob: &[u8], master: &MasterKey) {
     assert!(is_sealed(blob), "key {kid} is stored in plain form");
     let raw = StoredKey {
         kid: kid.into(),
-        alg: "EdDSA".into(),
+        alg: alg.into(),
         private_der: blob.to_vec(),
         created_at: 0,
         activates_at: 0,
@@ -284,10 +309,12 @@ async fn zero_config_seals_every_key_with_a_key_kept_in_the_data_folder() {
     // A rotated key is sealed too.
     rotate(&s).await;
     let master = folder_master_key(&s);
-    let rows = stored_rows(&s).await;
-    assert_eq!(rows.len(), 2);
-    for (kid, blob) in &rows {
-        assert_sealed(kid, blob, &master);
+    for alg in ["EdDSA", "RS256"] {
+        let rows = stored_rows(&s, alg).await;
+        assert_eq!(rows.len(), 2, "{alg}");
+        for (kid, blob) in &rows {
+            assert_sealed(kid, alg, blob, &master);
+        }
     }
     // `tessera keys list` says so too, and shows every key sealed.
     let out = tessera()
@@ -303,9 +330,9 @@ async fn zero_config_seals_every_key_with_a_key_kept_in_the_data_folder() {
         .lines()
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(3))
-        .take(2)
+        .take(4)
         .collect();
-    assert_eq!(at_rest, ["sealed", "sealed"], "{listed}");
+    assert_eq!(at_rest, ["sealed"; 4], "{listed}");
     // The same contents given as TESSERA_MASTER_KEY open the same keys.
     let text = std::fs::read_to_string(&file).unwrap();
     let s = s
@@ -336,25 +363,29 @@ async fn a_plain_key_from_an_older_database_is_sealed_in_place_at_start() {
     // Make the database and folder what an older version left: the key in plain
     // PKCS#8, and no key-encryption key in the folder.
     let master = folder_master_key(&s);
-    let (kid, blob) = stored_rows(&s).await.remove(0);
+    // PKCS#8, no RS256 key for ID tokens, and no key-encryption key in the folder.
+    let (kid, blob) = stored_rows(&s, "EdDSA").await.remove(0);
     let plain = tessera_jose::seal::open(&kid, &blob, Some(&master)).unwrap();
     write_private_part(&s, &kid, &plain).await;
+    delete_rows(&s, "RS256").await;
     std::fs::remove_file(s.dir.path().join("master_key.secret")).unwrap();
-    assert!(!is_sealed(&stored_rows(&s).await[0].1));
+    assert!(!is_sealed(&stored_rows(&s, "EdDSA").await[0].1));
 
     let s = s.restart().await;
     let master = folder_master_key(&s);
-    let rows = stored_rows(&s).await;
+    let rows = stored_rows(&s, "EdDSA").await;
     assert_eq!(rows.len(), 1, "the same key, not a new one");
     assert_eq!(rows[0].0, kid);
-    assert_sealed(&kid, &rows[0].1, &master);
+    assert_sealed(&kid, "EdDSA", &rows[0].1, &master);
+    let (id_kid, id_blob) = stored_rows(&s, "RS256").await.remove(0);
+    assert_sealed(&id_kid, "RS256", &id_blob, &master);
     // Tokens signed before still verify, and the same key keeps signing.
     assert_eq!(s.me_status(&before.access).await, StatusCode::OK);
     let after = s.refresh_ok(&before.refresh).await;
     assert_eq!(kid_of(&after.access), kid);
     // Starting again changes nothing.
     let s = s.restart().await;
-    assert_eq!(stored_rows(&s).await, rows);
+    assert_eq!(stored_rows(&s, "EdDSA").await, rows);
     assert_eq!(s.me_status(&after.access).await, StatusCode::OK);
 }
 
@@ -366,8 +397,10 @@ async fn a_master_key_set_later_reseals_the_keys_sealed_by_the_folder() {
     let s = s.restart_with(|c| c.master_key = Some(master.into())).await;
     assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
     let configured = MasterKey::new(master.as_bytes()).unwrap();
-    for (kid, blob) in stored_rows(&s).await {
-        assert_sealed(&kid, &blob, &configured);
+    for alg in ["EdDSA", "RS256"] {
+        for (kid, blob) in stored_rows(&s, alg).await {
+            assert_sealed(&kid, alg, &blob, &configured);
+        }
     }
     // The folder's key is no longer needed.
     std::fs::remove_file(s.dir.path().join("master_key.secret")).unwrap();
@@ -406,7 +439,12 @@ async fn a_token_naming_a_key_stored_by_another_instance_is_accepted_at_once() {
     // Both keys signed at once (as after an old bootstrap race): one is retired
     // now, both stay published while their tokens live.
     let keys = s.state().store.list_keys().await.unwrap();
-    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+    let live = |alg: &str| {
+        keys.iter()
+            .filter(|k| k.alg == alg && k.retired_at.is_none())
+            .count()
+    };
+    assert_eq!((live("EdDSA"), live("RS256")), (1, 1));
     assert_eq!(s.me_status(&t.access).await, StatusCode::OK);
     assert_eq!(s.me_status(&token).await, StatusCode::OK);
 

@@ -4,6 +4,7 @@
 mod account_pages;
 mod api;
 mod attacks;
+mod authorize;
 mod binary;
 mod browser;
 mod cli;

@@ -1,7 +1,7 @@
 //! The OAuth 2 / OpenID Connect surface (contract §5.2), `/openapi.json`, the client
 //! registry CLI, and (in `interop`) other languages' libraries against the server.
 
-mod interop;
+pub(crate) mod interop;
 
 use crate::support::*;
 use reqwest::header::{AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
@@ -384,8 +384,18 @@ async fn grant_and_request_rules() {
     let (_, refresh) = token_ok(form(&s, "/oauth/token", &pw("login-only")).await).await;
     let r = refresh_grant(&s, &refresh, "login-only").await;
     oauth_error(r, StatusCode::BAD_REQUEST, "unauthorized_client").await;
+    // The code grant exists, but not for a client registered without it.
+    let r = form(
+        &s,
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "tessera"),
+        ],
+    )
+    .await;
+    oauth_error(r, StatusCode::BAD_REQUEST, "unauthorized_client").await;
     for grant in [
-        "authorization_code",
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "PASSWORD",
@@ -419,11 +429,17 @@ async fn grant_and_request_rules() {
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
     let r = s.http.post(s.url("/oauth/token")).send().await.unwrap();
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_request").await;
-    // Tessera has no scopes.
+    // Scopes Tessera knows are granted to the session; others are refused.
     let mut p = pw("tessera");
-    p.push(("scope", "openid"));
+    p.push(("scope", "openid admin"));
     let r = form(&s, "/oauth/token", &p).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_scope").await;
+    let mut p = pw("tessera");
+    p.push(("scope", "openid email"));
+    let r = form(&s, "/oauth/token", &p).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["scope"], "openid email");
     // Unknown parameters are ignored; odd bytes are no 5xx.
     let mut p = pw("tessera");
     p.push(("foo", "bar"));
@@ -477,7 +493,10 @@ async fn password_grant_can_be_switched_off() {
         .json()
         .await
         .unwrap();
-    assert_eq!(meta["grant_types_supported"], json!(["refresh_token"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,24 +748,36 @@ async fn discovery_lists_exactly_what_tessera_supports() {
     assert_eq!(oidc, rfc8414);
     let expected = json!({
         "issuer": "https://id.example.com",
+        "authorization_endpoint": "https://id.example.com/oauth/authorize",
         "token_endpoint": "https://id.example.com/oauth/token",
+        "end_session_endpoint": "https://id.example.com/oauth/logout",
         "revocation_endpoint": "https://id.example.com/oauth/revoke",
         "introspection_endpoint": "https://id.example.com/oauth/introspect",
         "userinfo_endpoint": "https://id.example.com/oauth/userinfo",
         "jwks_uri": "https://id.example.com/.well-known/jwks.json",
-        "grant_types_supported": ["refresh_token", "password"],
-        "response_types_supported": [],
+        "grant_types_supported": ["authorization_code", "refresh_token", "password"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id",
-            "email", "email_verified", "preferred_username", "name"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
+            "amr", "jti", "sid", "client_id", "scope", "email", "email_verified",
+            "preferred_username", "name"],
     });
     assert_eq!(oidc, expected);
     // Every endpoint it names exists here.
     for k in [
+        "authorization_endpoint",
+        "end_session_endpoint",
         "token_endpoint",
         "revocation_endpoint",
         "introspection_endpoint",
@@ -760,11 +791,12 @@ async fn discovery_lists_exactly_what_tessera_supports() {
         let r = s.http.post(s.url(&path)).send().await.unwrap();
         assert_ne!(r.status(), StatusCode::NOT_FOUND, "{path}");
     }
+    // ID tokens are RS256 whatever the access tokens use.
     let es = TestServer::start_with(|c| c.signing_alg = "ES256".into()).await;
     let meta = get_json(&es, "/.well-known/openid-configuration").await;
     assert_eq!(
         meta["id_token_signing_alg_values_supported"],
-        json!(["ES256"])
+        json!(["RS256"])
     );
     assert_eq!(meta["issuer"], es.state().settings.issuer);
 }

@@ -568,9 +568,18 @@ async fn documented_input_rules_hold_at_their_edges() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(s.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
-    // `scope` at the token endpoint: only spaces mean no scope (RFC 6749 §3.3).
+    // `scope` at the token endpoint: space-separated (RFC 6749 §3.3), only
+    // spaces mean none, and only the scopes Tessera knows, as written.
     s.register("sam").await;
-    for (scope, ok) in [("", true), ("   ", true), ("\t", false), ("openid", false)] {
+    for (scope, ok) in [
+        ("", true),
+        ("   ", true),
+        ("openid", true),
+        ("openid  email ", true),
+        ("\t", false),
+        ("openid\temail", false),
+        ("OPENID", false),
+    ] {
         let r = s
             .http
             .post(s.url("/oauth/token"))

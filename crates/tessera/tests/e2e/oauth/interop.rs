@@ -17,7 +17,7 @@ fn interop_dir() -> PathBuf {
 
 /// The Python of `tests/interop/.venv` (where `.ci/run` installs the packages),
 /// else `python3` from `PATH`.
-fn python() -> String {
+pub(crate) fn python() -> String {
     let venv = interop_dir().join(".venv/bin/python");
     if venv.exists() {
         venv.display().to_string()
@@ -51,7 +51,7 @@ fn available(what: &str, ready: bool) -> bool {
     false
 }
 
-fn python_ready() -> bool {
+pub(crate) fn python_ready() -> bool {
     available(
         "the Python interop packages (PyJWT, cryptography, requests-oauthlib, openapi-spec-validator)",
         succeeds(Command::new(python()).args([
@@ -73,7 +73,7 @@ fn node_ready() -> bool {
 
 /// Runs a script from `tests/interop` off the async runtime (the servers it talks
 /// to run on this runtime) and fails the test with its output if it fails.
-async fn run(program: String, args: Vec<String>) {
+pub(crate) async fn run(program: String, args: Vec<String>) {
     let name = program.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&program)
