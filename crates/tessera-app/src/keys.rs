@@ -155,16 +155,15 @@ fn stored_signers(src: &KeySource) -> Vec<Algorithm> {
 /// then reads the table again and signs with whichever key was stored first.
 pub async fn load_key_set(store: &dyn Store, src: &KeySource, now: i64) -> Result<KeySet, String> {
     let mut keys = load_usable(store, src, now).await?;
-    let mut created = false;
+    // One algorithm at a time, reading the keys again after each: an instance
+    // that cannot open the first key another instance stored (another master
+    // key) stops here, before it stores a key of the next algorithm.
     for alg in stored_signers(src) {
         if !keys.iter().any(|k| signs_at(k, alg, now)) {
             let key = sealed_new(src, generate_key(alg, now, now).map_err(err)?)?;
             store.insert_first_key(key, now).await.map_err(err)?;
-            created = true;
+            keys = load_usable(store, src, now).await?;
         }
-    }
-    if created {
-        keys = load_usable(store, src, now).await?;
     }
     let never_retired: Vec<(Algorithm, String)> = keys
         .iter()

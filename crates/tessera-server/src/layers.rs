@@ -1,5 +1,6 @@
 //! What wraps every request on its way in and out: the request id, the access log,
-//! CORS for the trusted origins, and `Cache-Control: no-store` on the API.
+//! CORS for the trusted origins (and, on the OAuth endpoints, for the origins
+//! clients registered), and `Cache-Control: no-store` on the API.
 
 use crate::cookies;
 use crate::protect::{IpNet, client_ip};
@@ -99,13 +100,66 @@ impl<B> OnResponse<B> for AccessLine {
 pub struct Cors {
     origins: Vec<Origin>,
     layer: CorsLayer,
+    /// The origins registered by clients (`--allowed-origin`): single-page apps
+    /// that hold their tokens themselves. They get CORS without credentials,
+    /// only on the OAuth endpoints a browser app calls.
+    clients: ClientOrigins,
+    public_layer: CorsLayer,
+}
+
+/// The clients' registered origins, read from the store at most every
+/// [`CLIENT_ORIGINS_TTL`] (so a `tessera client update` is seen within it).
+struct ClientOrigins {
+    app: Arc<tessera_app::App>,
+    cached: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Origin>>)>>,
+}
+
+/// How long the clients' origins are cached.
+pub const CLIENT_ORIGINS_TTL: Duration = Duration::from_secs(10);
+
+/// The endpoints a single-page app calls itself.
+fn app_endpoint(path: &str) -> bool {
+    matches!(
+        path,
+        "/oauth/token"
+            | "/oauth/revoke"
+            | "/oauth/userinfo"
+            | "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/.well-known/jwks.json"
+    )
+}
+
+impl ClientOrigins {
+    async fn get(&self) -> Arc<Vec<Origin>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, origins)) = cached.as_ref()
+            && at.elapsed() < CLIENT_ORIGINS_TTL
+        {
+            return origins.clone();
+        }
+        let origins: Vec<Origin> = match self.app.store.list_clients().await {
+            Ok(clients) => clients
+                .iter()
+                .flat_map(|c| &c.allowed_origins)
+                .filter_map(|o| cookies::parse_origin(o).ok())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the clients' origins");
+                return cached.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+            }
+        };
+        let origins = Arc::new(origins);
+        *cached = Some((std::time::Instant::now(), origins.clone()));
+        origins
+    }
 }
 
 /// How long a browser may cache a preflight answer.
 pub const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 impl Cors {
-    pub fn new(origins: Vec<Origin>) -> Self {
+    pub fn new(origins: Vec<Origin>, app: Arc<tessera_app::App>) -> Self {
         let values = origins
             .iter()
             .filter_map(|o| HeaderValue::from_str(&o.ascii_serialization()).ok());
@@ -116,24 +170,45 @@ impl Cors {
             .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, X_REQUEST_ID])
             .expose_headers([X_REQUEST_ID, header::WWW_AUTHENTICATE, header::RETRY_AFTER])
             .max_age(CORS_MAX_AGE);
-        Self { origins, layer }
+        let public_layer = CorsLayer::new()
+            .allow_origin(AllowOrigin::mirror_request())
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            .max_age(CORS_MAX_AGE);
+        Self {
+            origins,
+            layer,
+            clients: ClientOrigins {
+                app,
+                cached: tokio::sync::Mutex::new(None),
+            },
+            public_layer,
+        }
     }
 }
 
 pub async fn cors(cors: Arc<Cors>, req: Request, next: Next) -> Response {
-    if cookies::allowed_origin(req.headers(), &cors.origins).is_none() {
-        let mut res = next.run(req).await;
-        if !cors.origins.is_empty() {
-            // The answer differs by origin: shared caches must keep them apart.
-            res.headers_mut()
-                .append(header::VARY, HeaderValue::from_static("origin"));
-        }
-        return res;
+    if cookies::allowed_origin(req.headers(), &cors.origins).is_some() {
+        return match cors.layer.layer(next).oneshot(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
     }
-    match cors.layer.layer(next).oneshot(req).await {
-        Ok(res) => res,
-        Err(never) => match never {},
+    let for_apps = app_endpoint(req.uri().path()) && req.headers().contains_key(header::ORIGIN);
+    if for_apps && cookies::allowed_origin(req.headers(), &cors.clients.get().await).is_some() {
+        return match cors.public_layer.layer(next).oneshot(req).await {
+            Ok(res) => res,
+            Err(never) => match never {},
+        };
     }
+    let mut res = next.run(req).await;
+    if !cors.origins.is_empty() || for_apps {
+        // The answer differs by origin: shared caches must keep them apart.
+        res.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    res
 }
 
 /// Every answer of the JSON API and the OAuth endpoints may carry personal data or

@@ -101,7 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.http.body_limit;
     let timeout = state.http.request_timeout;
     let body_timeout = state.http.body_read_timeout;
-    let cors = Arc::new(layers::Cors::new(state.cors_origins()));
+    let cors = Arc::new(layers::Cors::new(state.cors_origins(), state.app.clone()));
     let span = layers::RequestSpan {
         trusted_proxies: state.http.trusted_proxies.clone().into(),
     };

@@ -45,7 +45,7 @@ button.danger{background:#b91c1c}[aria-invalid=true]{border:2px solid #b91c1c}\
 /// tokens stay in HttpOnly cookies: `delivery: cookie` keeps them out of the
 /// answer) and reloads when the session has ended, which shows the sign-in page.
 const REFRESHER: &str = "(function(){var failures=0;\
-function later(s){setTimeout(refresh,1000*(s>60?s-30:Math.max(0.5,s*0.7)));}\
+function later(s){setTimeout(refresh,1000*(s>60?s-30:Math.max(0.5,s*0.5)));}\
 function refresh(){fetch('/v1/auth/refresh',{method:'POST',credentials:'same-origin',\
 headers:{'Content-Type':'application/json'},body:'{\"delivery\":\"cookie\"}'})\
 .then(function(r){if(r.status===401){location.reload();return null;}\

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Seconds an access token lives in this test.
-const ACCESS_SECONDS: i64 = 4;
+const ACCESS_SECONDS: i64 = 6;
 
 fn text<'a>(v: &'a Value, what: &str) -> &'a str {
     v.as_str()

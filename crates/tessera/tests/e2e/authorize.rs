@@ -620,3 +620,56 @@ async fn authlib_validates_the_discovery_documents_and_an_id_token() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_registered_single_page_app_origin_gets_cors_on_the_oauth_endpoints_only() {
+    let s = TestServer::start().await;
+    code_client(&s, "spa", true, &["https://spa.example/cb"], &[]).await;
+    let store = &s.state().store;
+    let mut c = store.get_client("spa").await.unwrap().unwrap();
+    c.allowed_origins = vec!["https://spa.example".into()];
+    store.update_client(c).await.unwrap();
+    let preflight = |path: &'static str, origin: &'static str| {
+        s.http
+            .request(reqwest::Method::OPTIONS, s.url(path))
+            .header(ORIGIN, origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let r = preflight("/oauth/token", "https://spa.example")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://spa.example"
+    );
+    assert!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .is_none(),
+        "an app's origin never gets cookies"
+    );
+    for (path, origin) in [
+        ("/oauth/token", "https://evil.example"),
+        ("/v1/me", "https://spa.example"),
+        ("/v1/auth/refresh", "https://spa.example"),
+    ] {
+        let r = preflight(path, origin).await.unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path} from {origin}"
+        );
+    }
+    let r = s
+        .http
+        .get(s.url("/.well-known/jwks.json"))
+        .header(ORIGIN, "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://spa.example"
+    );
+}

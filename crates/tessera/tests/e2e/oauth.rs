@@ -945,6 +945,138 @@ async fn cli_manages_clients() {
         Some(2)
     );
     assert_eq!(cli_code(dir, &["client", "remove", "ghost"]), Some(1));
+    // The browser flow's registration: URIs, origins, scopes; checked, shown, changed.
+    cli_ok(
+        dir,
+        &[
+            "client",
+            "add",
+            "web",
+            "--name",
+            "Partner web",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--redirect-uri",
+            "https://partner.example/cb",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--post-logout-redirect-uri",
+            "https://partner.example/",
+            "--allowed-origin",
+            "https://partner.example",
+            "--backchannel-logout-uri",
+            "https://partner.example/bcl",
+            "--scope",
+            "openid",
+            "--scope",
+            "email",
+        ],
+    );
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, &["client", "show", "web", "--json"])).unwrap();
+    assert_eq!(shown["first_party"], false);
+    assert_eq!(
+        shown["redirect_uris"],
+        json!(["https://partner.example/cb", "http://127.0.0.1/cb"])
+    );
+    assert_eq!(
+        shown["post_logout_redirect_uris"],
+        json!(["https://partner.example/"])
+    );
+    assert_eq!(shown["allowed_origins"], json!(["https://partner.example"]));
+    assert_eq!(
+        shown["backchannel_logout_uri"],
+        "https://partner.example/bcl"
+    );
+    assert_eq!(shown["scopes"], json!(["openid", "email"]));
+    let text = cli_ok(dir, &["client", "show", "web"]);
+    assert!(text.contains("https://partner.example/bcl"), "{text}");
+    cli_ok(
+        dir,
+        &[
+            "client",
+            "update",
+            "web",
+            "--first-party",
+            "true",
+            "--redirect-uri",
+            "https://partner.example/new",
+            "--backchannel-logout-uri",
+            "",
+        ],
+    );
+    let shown: Value =
+        serde_json::from_str(&cli_ok(dir, &["client", "show", "web", "--json"])).unwrap();
+    assert_eq!(shown["first_party"], true);
+    assert_eq!(
+        shown["redirect_uris"],
+        json!(["https://partner.example/new"])
+    );
+    assert_eq!(shown["backchannel_logout_uri"], Value::Null);
+    assert_eq!(shown["scopes"], json!(["openid", "email"]), "kept");
+    for bad in [
+        &["client", "add", "x", "--grant", "authorization_code"][..],
+        &[
+            "client",
+            "add",
+            "x",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "http://partner.example/cb",
+        ],
+        &[
+            "client",
+            "add",
+            "x",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://p.example/cb#f",
+        ],
+        &[
+            "client",
+            "add",
+            "x",
+            "--redirect-uri",
+            "javascript:alert(1)",
+        ],
+        &[
+            "client",
+            "add",
+            "x",
+            "--allowed-origin",
+            "https://p.example/",
+        ],
+        &["client", "add", "x", "--scope", "admin"],
+        &[
+            "client",
+            "add",
+            "x",
+            "--backchannel-logout-uri",
+            "com.example.app:/x",
+        ],
+    ] {
+        assert_eq!(cli_code(dir, bad), Some(2), "{bad:?}");
+    }
+    assert_eq!(
+        cli_code(
+            dir,
+            &["client", "update", "web", "--redirect-uri", "ftp://x"]
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        cli_code(dir, &["client", "update", "ghost", "--name", "x"]),
+        Some(1)
+    );
+    assert_eq!(
+        cli_code(dir, &["client", "update", "spa", "--new-secret"]),
+        Some(1)
+    );
+    assert_eq!(cli_code(dir, &["client", "show", "ghost"]), Some(1));
 
     let s = TestServer::start_with(|c| c.data_dir = dir.to_path_buf()).await;
     s.register("cleo").await;
