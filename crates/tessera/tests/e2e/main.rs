@@ -4,6 +4,7 @@
 mod account_pages;
 mod api;
 mod attacks;
+mod backchannel;
 mod binary;
 mod browser;
 mod cli;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod mailbox;
 mod migrate;
 mod oauth;
+mod oidc_browser;
 mod openapi;
 mod ops;
 mod pgcluster;
