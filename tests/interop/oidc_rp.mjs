@@ -1,7 +1,7 @@
 // A relying party built on openid-client signs a person in through Tessera with
 // the authorization code flow (PKCE S256, state, nonce), in headless Chromium
 // driven by playwright-core: sign-in page, consent page, back at the app; then
-// userinfo, a refresh, a second authorization (no sign-in, no consent), and
+// a refusal and a second try, userinfo, a refresh, a second authorization (no sign-in, no consent), and
 // RP-initiated logout back to the app's post-logout page. Prints what every
 // step saw as JSON (the calling test checks it) and saves screenshots.
 //
@@ -37,6 +37,7 @@ const jwks = createRemoteJWKSet(new URL(meta.jwks_uri));
 // The app's state: one pending authorization, the sign-ins it completed.
 let pending = null;
 const signIns = [];
+const refusals = [];
 let logoutState = null;
 const signedOut = [];
 
@@ -104,6 +105,17 @@ const server = createServer(async (req, res) => {
       });
       res.writeHead(302, { location: to.href });
       res.end();
+    } else if (url.pathname === '/callback' && url.searchParams.has('error')) {
+      // A refusal comes back with the request's state and the issuer (RFC 9207).
+      const p = pending;
+      pending = null;
+      refusals.push({
+        error: url.searchParams.get('error'),
+        stateMatches: p !== null && url.searchParams.get('state') === p.state,
+        iss: url.searchParams.get('iss'),
+        code: url.searchParams.get('code'),
+      });
+      html(res, 200, 'Access was not granted', '<p>You chose not to sign in with Tessera.</p>');
     } else if (url.pathname === '/callback') {
       const step = await callback(url);
       html(res, 200, 'Welcome back', `<p>Signed in as <code>${step.userinfo.preferred_username}</code>.</p>`);
@@ -170,14 +182,23 @@ try {
   seen.consent = await view(page, 'oidc-consent.png');
   seen.consent.visited = visited.splice(0);
 
-  // 2. Allow: back at the app, which redeems the code.
+  // 2. Deny: back at the app with access_denied; asking again shows the consent
+  // page again (a refusal is not remembered), without the sign-in page.
+  const [denied] = await Promise.all([page.waitForNavigation(), page.click('button[value=deny]')]);
+  seen.denied = { ...(await view(page, null)), status: denied.status(), chain: chain(denied), refusals };
+  visited.splice(0);
+  await page.goto(`${app}/login`);
+  await page.waitForURL((u) => u.pathname === '/oauth/authorize');
+  seen.consentAgain = { ...(await view(page, null)), visited: visited.splice(0) };
+
+  // 3. Allow: back at the app, which redeems the code.
   const [allowed] = await Promise.all([page.waitForNavigation(), page.click('button[value=allow]')]);
   seen.callback = { ...(await view(page, 'oidc-callback.png')), status: allowed.status(), chain: chain(allowed) };
   visited.splice(0);
   const first = signIns[0];
   if (!first) throw new Error('the app completed no sign-in');
 
-  // 3. A refresh with the refresh token the code gave.
+  // 4. A refresh with the refresh token the code gave.
   const refreshed = await oidc.refreshTokenGrant(config, first.tokens.refresh_token);
   seen.refresh = {
     keys: Object.keys(refreshed).sort(),
@@ -187,14 +208,14 @@ try {
   };
   seen.refresh.userinfo = await oidc.fetchUserInfo(config, refreshed.access_token, first.claims.sub);
 
-  // 4. A second sign-in from the app: no sign-in page, no consent page.
+  // 5. A second sign-in from the app: no sign-in page, no consent page.
   const [again] = await Promise.all([page.waitForNavigation({ url: (u) => u.pathname === '/callback' }), page.goto(`${app}/login`)]);
   seen.second = { ...(await view(page, null)), status: again.status(), visited: visited.splice(0) };
   const second = signIns[1];
   if (!second) throw new Error('the second sign-in did not complete');
   const secondRefreshed = await oidc.refreshTokenGrant(config, second.tokens.refresh_token);
 
-  // 5. RP-initiated logout with the latest ID token; the browser comes back here.
+  // 6. RP-initiated logout with the latest ID token; the browser comes back here.
   const [out] = await Promise.all([page.waitForNavigation({ url: (u) => u.pathname === '/signed-out' }), page.goto(`${app}/logout`)]);
   seen.logout = {
     ...(await view(page, 'oidc-signed-out.png')),

@@ -408,7 +408,7 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
     let r = browser.get(&format!("/oauth/logout?{q}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     let got = receiver.expect(n, 1, "RP-initiated logout").await;
-    assert_eq!(verified(&s, &got, &uid).await, [a.sid.clone()]);
+    assert_eq!(verified(&s, &got, &uid).await, vec![a.sid]);
     assert_eq!(refresh(&s, &b.refresh).await.status(), StatusCode::OK);
 
     // Sign out everywhere, from a session of the JSON API.
@@ -435,7 +435,7 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
     let r = refresh(&s, &a.refresh).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let got = receiver.expect(n, 1, "refresh-token reuse").await;
-    assert_eq!(verified(&s, &got, &uid).await, [a.sid.clone()]);
+    assert_eq!(verified(&s, &got, &uid).await, vec![a.sid]);
     assert_eq!(refresh(&s, &b.refresh).await.status(), StatusCode::OK);
 
     // A password change ends every other session.
@@ -529,7 +529,7 @@ async fn a_logout_token_the_receiver_refused_is_retried_after_a_restart_and_arri
     s.clock.advance(31);
     let got = receiver.expect(0, 1, "the retried token").await;
     assert_eq!(receiver.attempts.load(Ordering::SeqCst), 2);
-    assert_eq!(verified(&s, &got, &uid).await, [a.sid.clone()]);
+    assert_eq!(verified(&s, &got, &uid).await, vec![a.sid]);
     s.clock.advance(3_600);
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert_eq!(receiver.count(), 1, "delivered more than once");

@@ -1,10 +1,11 @@
 //! A real OpenID Connect relying party (Node's `openid-client`, in
 //! `tests/interop/oidc_rp.mjs`) signs a person in through Tessera in headless
 //! Chromium: discovery, the code flow with PKCE S256, state and nonce, the sign-in
-//! and consent pages, the code exchange with the ID token checked against the
-//! published keys, userinfo, a refresh, a second authorization that needs neither
-//! page, and RP-initiated logout back to the app. Screenshots of the sign-in,
-//! consent and post-logout pages go to `target/screenshots/oidc-*.png`.
+//! and consent pages (denied once, then allowed), the code exchange with the ID
+//! token checked against the published keys, userinfo, a refresh, a second
+//! authorization that needs neither page, and RP-initiated logout back to the
+//! app. Screenshots of the sign-in, consent and post-logout pages go to
+//! `target/screenshots/oidc-*.png`.
 
 use crate::browser::{browser_ready, run_node};
 use crate::support::*;
@@ -99,6 +100,28 @@ async fn a_relying_party_signs_a_person_in_and_out_with_the_code_flow_in_a_brows
         .map(|b| b["value"].as_str().unwrap())
         .collect();
     assert_eq!(buttons, ["allow", "deny"], "{shown}");
+
+    // Denied: back at the app with access_denied, the request's state and the
+    // issuer, and no code; asked again, the consent page comes back at once.
+    let denied = &seen["denied"];
+    assert_eq!(denied["status"], 200, "{shown}");
+    assert_eq!(
+        paths(&denied["chain"]),
+        ["/oauth/authorize", "/callback"],
+        "{shown}"
+    );
+    assert_eq!(
+        denied["refusals"],
+        serde_json::json!([{"error": "access_denied", "stateMatches": true, "iss": issuer, "code": null}]),
+        "{shown}"
+    );
+    let again = &seen["consentAgain"];
+    assert_eq!(again["heading"], "Allow access?", "{shown}");
+    assert_eq!(
+        paths(&again["visited"]),
+        ["/login", "/oauth/authorize"],
+        "{shown}"
+    );
 
     // Allowed: straight back to the app's callback with a code, state and iss.
     let back = &seen["callback"];
