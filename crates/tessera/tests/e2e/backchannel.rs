@@ -7,6 +7,8 @@
 //!
 //! The sessions are opened the way a browser opens them, over plain HTTP: the
 //! sign-in form, the authorization endpoint, the consent form, the token endpoint.
+//! Without Node and `jose` (`npm ci` in `tests/interop`) the tests say loudly that
+//! they skipped, unless `TESSERA_REQUIRE_INTEROP=1` makes that a failure.
 
 use crate::support::*;
 use aws_lc_rs::digest;
@@ -18,7 +20,6 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -253,34 +254,6 @@ impl Browser {
     }
 }
 
-/// Node with `jose` installed in `tests/interop`, or a loud skip (a failure when
-/// `TESSERA_REQUIRE_INTEROP=1`).
-fn jose_ready() -> bool {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if node
-        && crate::browser::interop_dir()
-            .join("node_modules/jose/package.json")
-            .exists()
-    {
-        return true;
-    }
-    let what =
-        "Node.js with the jose package (tests/interop/node_modules); run `npm ci` in tests/interop";
-    if std::env::var("TESSERA_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("TESSERA_REQUIRE_INTEROP=1 but not installed: {what}");
-    }
-    use std::io::Write;
-    let bar = "!".repeat(78);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{bar}\n!! BACK-CHANNEL LOGOUT TEST SKIPPED, not installed: {what}\n{bar}\n"
-    );
-    false
-}
-
 /// Verifies `tokens` with jose (`tests/interop/verify_logout.mjs`) and checks every
 /// claim a logout token must have; returns the sids, sorted.
 async fn verified(s: &TestServer, tokens: &[String], user: &str) -> Vec<String> {
@@ -391,7 +364,7 @@ async fn refresh(s: &TestServer, token: &str) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
-    if !jose_ready() {
+    if !crate::oauth::interop::node_ready() {
         return;
     }
     let receiver = Receiver::default();
@@ -489,7 +462,7 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_token_the_receiver_refused_is_retried_after_a_restart_and_arrives_once() {
-    if !jose_ready() {
+    if !crate::oauth::interop::node_ready() {
         return;
     }
     let receiver = Receiver::default();

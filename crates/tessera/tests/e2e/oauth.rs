@@ -1,7 +1,7 @@
 //! The OAuth 2 / OpenID Connect surface (contract §5.2), `/openapi.json`, the client
 //! registry CLI, and (in `interop`) other languages' libraries against the server.
 
-mod interop;
+pub(crate) mod interop;
 
 use crate::support::*;
 use reqwest::header::{AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
