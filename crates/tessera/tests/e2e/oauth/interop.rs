@@ -61,7 +61,7 @@ pub(crate) fn python_ready() -> bool {
     )
 }
 
-fn node_ready() -> bool {
+pub(crate) fn node_ready() -> bool {
     available(
         "Node.js with the jose package (tests/interop/node_modules)",
         succeeds(Command::new("node").arg("--version"))
