@@ -215,6 +215,12 @@ try {
   if (!second) throw new Error('the second sign-in did not complete');
   const secondRefreshed = await oidc.refreshTokenGrant(config, second.tokens.refresh_token);
 
+  // The account page at Tessera lists the app the user allowed.
+  await page.goto(`${meta.issuer}/account`);
+  await page.waitForURL((u) => u.pathname === '/account');
+  seen.accountApps = await view(page, 'oidc-account-apps.png');
+  visited.splice(0);
+
   // 6. RP-initiated logout with the latest ID token; the browser comes back here.
   const [out] = await Promise.all([page.waitForNavigation({ url: (u) => u.pathname === '/signed-out' }), page.goto(`${app}/logout`)]);
   seen.logout = {

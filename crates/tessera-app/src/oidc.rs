@@ -128,6 +128,12 @@ struct CodeData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     challenge: Option<String>,
     auth_time: i64,
+    /// The browser that was signed in (the session shows it, not the client's
+    /// back end that exchanges the code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
     /// Set on the marker a redemption leaves: the session it opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     used_by: Option<String>,
@@ -424,6 +430,7 @@ impl App {
         req: &AuthorizeRequest,
         signed_in: Option<(&Session, &User)>,
         fresh: bool,
+        caller: &Caller,
     ) -> AppResult<Next> {
         let now = self.now();
         let Some((session, user)) = signed_in else {
@@ -448,7 +455,9 @@ impl App {
                 Next::Consent
             });
         }
-        Ok(Next::Redirect(self.issue_code(req, session, user).await?))
+        Ok(Next::Redirect(
+            self.issue_code(req, session, user, caller).await?,
+        ))
     }
 
     /// Third-party clients need the user's consent to every scope, once (until
@@ -505,7 +514,7 @@ impl App {
             Some(detail),
         )
         .await;
-        self.issue_code(req, session, user).await
+        self.issue_code(req, session, user, caller).await
     }
 
     /// Stores a new code and returns the redirect that carries it.
@@ -514,6 +523,7 @@ impl App {
         req: &AuthorizeRequest,
         session: &Session,
         user: &User,
+        browser: &Caller,
     ) -> AppResult<String> {
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::internal())?;
@@ -525,6 +535,8 @@ impl App {
             nonce: req.nonce.clone(),
             challenge: req.code_challenge.clone(),
             auth_time: session.created_at,
+            user_agent: browser.user_agent.clone(),
+            ip: browser.ip.clone(),
             used_by: None,
         };
         let now = self.now();
@@ -651,8 +663,11 @@ impl App {
                 created_at: now,
                 idle_expires_at: now + idle,
                 absolute_expires_at: now + absolute,
-                user_agent: caller.user_agent.clone(),
-                ip: caller.ip.clone(),
+                user_agent: data
+                    .user_agent
+                    .clone()
+                    .or_else(|| caller.user_agent.clone()),
+                ip: data.ip.clone().or_else(|| caller.ip.clone()),
                 scope: Some(data.scope.clone()),
             })
             .await?;

@@ -173,12 +173,17 @@ fn delete_form() -> String {
     styled_form(DELETE, &fields, "Delete my account", "danger")
 }
 
-fn device(s: &Session, current: Uuid) -> String {
+/// One signed-in device; `app` names the application the session belongs to
+/// when it is not these pages (a session an app opened through the browser).
+fn device(s: &Session, current: Uuid, app: Option<&str>) -> String {
     let (browser, os) = agent::describe(s.user_agent.as_deref());
-    let name = match os {
+    let mut name = match os {
         Some(os) => format!("{browser} on {os}"),
         None => browser,
     };
+    if let Some(app) = app {
+        name = format!("{app} · {name}");
+    }
     let (marker, action) = if s.id == current {
         (
             "<span class=\"badge\">This device</span>".to_string(),
@@ -284,9 +289,25 @@ pub async fn account_page(
         Err(e) => return failed("Your account", &e, ""),
     };
     let user = &auth.user;
+    let mut apps: Vec<(String, String)> = Vec::new();
+    for s in &sessions {
+        if s.client_id != state.settings.client_id && !apps.iter().any(|(id, _)| *id == s.client_id)
+        {
+            let name = match state.store.get_client(&s.client_id).await {
+                Ok(Some(c)) => c.name,
+                _ => s.client_id.clone(),
+            };
+            apps.push((s.client_id.clone(), name));
+        }
+    }
+    let app_of = |s: &Session| {
+        apps.iter()
+            .find(|(id, _)| *id == s.client_id)
+            .map(|(_, name)| name.as_str())
+    };
     let devices: String = sessions
         .iter()
-        .map(|s| device(s, auth.session.id))
+        .map(|s| device(s, auth.session.id, app_of(s)))
         .collect();
     let body = [
         facts(user),

@@ -22,6 +22,25 @@ const AUTHORIZE: &str = "/oauth/authorize";
 const LOGOUT: &str = "/oauth/logout";
 /// Where a signed-out visitor signs in; `return_to` brings them back.
 const SIGN_IN: &str = "/signin";
+/// Marks an authorization request that has been through `/v1/auth/resume`.
+const RESUMED: &str = "tessera_resumed";
+
+fn authorize_url(p: &[(String, String)]) -> String {
+    format!(
+        "{AUTHORIZE}?{}",
+        serde_urlencoded::to_string(p).unwrap_or_default()
+    )
+}
+
+/// Whether the authorization request `url` (a path and query) must not show any
+/// page (`prompt=none`): a failed resume goes back to it instead of to sign in.
+pub(crate) fn is_silent(url: &str) -> bool {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    pairs(query.as_bytes())
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "prompt" && v.split(' ').any(|x| x == "none"))
+}
 
 /// The parameters of the authorization endpoint (for the API description; the
 /// handler reads the raw query so a repeated parameter can be refused).
@@ -169,10 +188,7 @@ fn sign_in_url(p: &[(String, String)]) -> String {
         })
         .filter(|(_, v)| !v.is_empty())
         .collect();
-    let back = format!(
-        "{AUTHORIZE}?{}",
-        serde_urlencoded::to_string(&kept).unwrap_or_default()
-    );
+    let back = authorize_url(&kept);
     let mut q = vec![("return_to", back.as_str())];
     if let Some(hint) = get(p, "login_hint") {
         q.push(("login_hint", hint));
@@ -267,6 +283,7 @@ async fn checked(state: &AppState, p: &[(String, String)]) -> Result<AuthorizeRe
 pub async fn authorize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    client: ClientInfo,
     RawQuery(query): RawQuery,
 ) -> Response {
     let p = match pairs(query.unwrap_or_default().as_bytes()) {
@@ -279,22 +296,25 @@ pub async fn authorize(
     };
     let Some(auth) = signed_in(&headers, &state).await else {
         if req.prompt.iter().any(|x| x == "none") {
-            return redirect(
-                StatusCode::FOUND,
-                &req.error("login_required", "the user is not signed in"),
-            );
+            // Silent: try the refresh cookie once (the resume comes back here
+            // marked, signed in or not), then answer without showing anything.
+            if get(&p, RESUMED).is_some() {
+                return redirect(
+                    StatusCode::FOUND,
+                    &req.error("login_required", "the user is not signed in"),
+                );
+            }
+            let mut marked = p.clone();
+            marked.push((RESUMED.into(), "1".into()));
+            return resume_page(&authorize_url(&marked));
         }
         if req.prompt.iter().any(|x| x == "login") || req.max_age.is_some() {
             return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p));
         }
-        let here = format!(
-            "{AUTHORIZE}?{}",
-            serde_urlencoded::to_string(&p).unwrap_or_default()
-        );
-        return resume_page(&here);
+        return resume_page(&authorize_url(&p));
     };
     match state
-        .authorize_next(&req, Some((&auth.session, &auth.user)), false)
+        .authorize_next(&req, Some((&auth.session, &auth.user)), false, &client)
         .await
     {
         Ok(Next::SignIn) => redirect(StatusCode::SEE_OTHER, &sign_in_url(&p)),
@@ -431,8 +451,13 @@ pub async fn end_session(
         return log_out(&state, &headers, &client, &p).await;
     }
     // Without a hint anyone could link here: the user confirms.
+    confirm_logout(&p)
+}
+
+/// Asks the user to confirm signing out; the form carries the request on.
+fn confirm_logout(p: &[(String, String)]) -> Response {
     let fields: String = p.iter().map(|(k, v)| hidden(k, v)).collect();
-    page(
+    page_with(
         StatusCode::OK,
         "Sign out?",
         Notice::None,
@@ -440,11 +465,17 @@ pub async fn end_session(
             "<p>Do you want to sign out of your account on this device?</p>{}",
             form(LOGOUT, &fields, "Sign out")
         ),
+        // The answer may go on to the application's post-logout address.
+        &Layout {
+            forms_redirect_on: true,
+            ..Layout::default()
+        },
     )
 }
 
-/// The confirmed sign-out (the form of `GET /oauth/logout`, or a relying party
-/// posting the same parameters).
+/// The confirmed sign-out (the form of `GET /oauth/logout`), or a relying party
+/// posting the same parameters from its own site, which gets the confirmation
+/// page first.
 #[utoipa::path(
     post,
     path = "/oauth/logout",
@@ -452,10 +483,9 @@ pub async fn end_session(
     tag = "oauth",
     request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "`id_token_hint`, `client_id`, `post_logout_redirect_uri`, `state`"),
     responses(
-        (status = 200, description = "An HTML page: signed out", content_type = "text/html"),
+        (status = 200, description = "An HTML page: signed out, or (posted from another site) asking to confirm", content_type = "text/html"),
         (status = 303, description = "To the post-logout redirect URI, with `state`"),
         (status = 400, description = "An HTML page: the form is malformed, or the hint or the redirect URI cannot be accepted", content_type = "text/html"),
-        (status = 403, description = "An HTML page: the form was sent from another site", content_type = "text/html"),
         (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
         (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
     )
@@ -466,12 +496,14 @@ pub async fn end_session_post(
     client: ClientInfo,
     body: Bytes,
 ) -> Response {
-    let p: Vec<(String, String)> = match submitted(&headers, &state, &body, "Sign out") {
+    let p = match pairs(&body) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(m) => return refused(&m),
     };
-    if let Err(m) = pairs(&body) {
-        return refused(&m);
+    // A relying party's own page may post here (the spec allows it), but then
+    // the browser sends no session cookie: the user confirms on this site.
+    if super::same_site(&headers, &state).is_err() {
+        return confirm_logout(&p);
     }
     log_out(&state, &headers, &client, &p).await
 }

@@ -528,7 +528,12 @@ pub async fn resume(
 ) -> Response {
     let authorize = return_to(q.return_to.as_deref());
     let then = authorize.clone().unwrap_or_else(|| ACCOUNT.to_string());
-    let signin = with_return_to(SIGNIN, authorize.as_deref());
+    // Without a session: the sign-in page, unless the authorization request may
+    // show no page (`prompt=none`), which then answers the client itself.
+    let signin = match &authorize {
+        Some(a) if super::oauth::is_silent(a) => a.clone(),
+        _ => with_return_to(SIGNIN, authorize.as_deref()),
+    };
     // The refresh cookie is `SameSite=Strict`; a request another site started is
     // treated as signed out as well.
     let token = cookies::read(&headers, &state.cookies.refresh)

@@ -544,12 +544,22 @@ async fn prompt_and_max_age_send_the_browser_to_sign_in() {
     let s = TestServer::start().await;
     code_client(&s, "web", true, &[WEB_CB, "http://127.0.0.1/cb"], &[]).await;
     let cookie = signed_in(&s, "ada").await;
-    // Signed out: prompt=none goes back with login_required; otherwise a page
-    // of this site resumes the session or signs in.
-    let r = Authz::new("web", WEB_CB)
-        .set("prompt", "none")
-        .get(&s, None)
-        .await;
+    // Signed out: prompt=none tries the refresh cookie once through
+    // /v1/auth/resume, which comes back marked; without a session the client
+    // gets login_required, and no page asks anything.
+    let silent = Authz::new("web", WEB_CB).set("prompt", "none");
+    let r = silent.get(&s, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let refresh = r.headers()["refresh"].to_str().unwrap().to_string();
+    let resume = refresh.strip_prefix("0;url=").unwrap().to_string();
+    let r = no_redirects().get(s.url(&resume)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(
+        back.starts_with("/oauth/authorize?") && back.contains("tessera_resumed=1"),
+        "{back}"
+    );
+    let r = no_redirects().get(s.url(&back)).send().await.unwrap();
     error_back(&r, WEB_CB, "login_required", &s);
     let r = Authz::new("web", WEB_CB).get(&s, None).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -671,5 +681,101 @@ async fn a_registered_single_page_app_origin_gets_cors_on_the_oauth_endpoints_on
     assert_eq!(
         r.headers()["access-control-allow-origin"],
         "https://spa.example"
+    );
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_redirects_only_to_registered_addresses() {
+    let s = TestServer::start().await;
+    code_client(&s, "web", true, &[WEB_CB], &[]).await;
+    let cookie = signed_in(&s, "ada").await;
+    let code = code_for(&s, &Authz::new("web", WEB_CB), &cookie).await;
+    let t: Value = exchange(&s, "web", &code, WEB_CB, Some(VERIFIER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hint = t["id_token"].as_str().unwrap().to_string();
+    let logout = |q: Vec<(&'static str, String)>| {
+        let url = s.url(&format!(
+            "/oauth/logout?{}",
+            serde_urlencoded::to_string(&q).unwrap()
+        ));
+        no_redirects().get(url).header(COOKIE, &cookie).send()
+    };
+    // Not registered, a forged hint, or a redirect without a client: an error
+    // page, never a redirect; nothing ends.
+    for q in [
+        vec![
+            ("id_token_hint", hint.clone()),
+            (
+                "post_logout_redirect_uri",
+                "https://evil.example/".to_string(),
+            ),
+        ],
+        vec![
+            ("id_token_hint", format!("{hint}x")),
+            (
+                "post_logout_redirect_uri",
+                "https://app.example/bye".to_string(),
+            ),
+        ],
+        vec![(
+            "post_logout_redirect_uri",
+            "https://app.example/bye".to_string(),
+        )],
+    ] {
+        let r = logout(q.clone()).await.unwrap();
+        if q.len() == 1 {
+            // Without a hint the user is asked first.
+            assert_eq!(r.status(), StatusCode::OK);
+            assert!(r.text().await.unwrap().contains("Sign out?"));
+        } else {
+            error_page(r).await;
+        }
+    }
+    assert_eq!(
+        s.me_status(t["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    // A relying party posting from its own site gets the confirmation page.
+    let r = no_redirects()
+        .post(s.url("/oauth/logout"))
+        .header(ORIGIN, "https://app.example")
+        .form(&[("id_token_hint", hint.as_str()), ("state", "bye-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !csp.contains("form-action"),
+        "the answer may go on to the app: {csp}"
+    );
+    // The registered address, with state: the session of the hint has ended.
+    let r = logout(vec![
+        ("id_token_hint", hint.clone()),
+        ("post_logout_redirect_uri", "https://app.example/bye".into()),
+        ("state", "bye-2".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()[LOCATION].to_str().unwrap(),
+        "https://app.example/bye?state=bye-2"
+    );
+    let cleared = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0"));
+    assert!(cleared, "the browser's cookies are cleared");
+    assert_eq!(
+        s.me_status(t["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
     );
 }

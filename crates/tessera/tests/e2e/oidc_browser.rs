@@ -224,6 +224,19 @@ async fn a_relying_party_signs_a_person_in_and_out_with_the_code_flow_in_a_brows
     assert_eq!(second["nonceMatches"], true, "{shown}");
     assert_eq!(second["atHashMatches"], true, "{shown}");
 
+    // The account page lists the app with what it may see, and a way to remove it.
+    let apps = seen["accountApps"]["text"].as_str().unwrap_or_default();
+    assert!(
+        apps.contains("Connected apps")
+            && apps.contains("Notes")
+            && apps.contains("openid profile email offline_access")
+            && apps.contains("Remove access"),
+        "{shown}"
+    );
+    // The app's sessions show the browser that signed in, and the app.
+    assert!(apps.contains("Notes · Headless Chrome"), "{shown}");
+    assert!(!apps.contains("openid-client"), "{shown}");
+
     // RP-initiated logout: back at the app's post-logout page with the same state;
     // the logged-out session's refresh token is refused; the browser is signed out.
     let logout = &seen["logout"];
