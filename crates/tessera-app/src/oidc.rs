@@ -281,9 +281,12 @@ impl App {
         let Some(client_id) = param(&p.client_id) else {
             return page("The application did not say who it is (client_id is missing).");
         };
-        let client = match self.store.get_client(client_id).await? {
-            Some(c) if client_id.len() <= 256 => c,
-            _ => return page("The application is not registered with this server."),
+        let unknown = "The application is not registered with this server.";
+        if client_id.len() > 256 {
+            return page(unknown);
+        }
+        let Some(client) = self.store.get_client(client_id).await? else {
+            return page(unknown);
         };
         let Some(redirect_uri) = param(&p.redirect_uri) else {
             return page("The application did not say where to return (redirect_uri is missing).");

@@ -179,6 +179,14 @@ async fn exchange(
         .unwrap()
 }
 
+/// A code for the client `web` at `WEB_CB`, exchanged: the token response.
+async fn web_tokens(s: &TestServer, a: &Authz<'_>, cookie: &str) -> Value {
+    let code = code_for(s, a, cookie).await;
+    let r = exchange(s, "web", &code, WEB_CB, Some(VERIFIER)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
 fn claims(jwt: &str) -> (Value, Value) {
     let mut parts = jwt.split('.');
     let mut part = || {
@@ -191,15 +199,7 @@ fn claims(jwt: &str) -> (Value, Value) {
 #[tokio::test]
 async fn discovery_lists_the_code_flow_and_openid_connect() {
     let s = TestServer::start().await;
-    let d: Value = s
-        .http
-        .get(s.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = s.get_json("/.well-known/openid-configuration").await;
     let issuer = s.state().settings.issuer.clone();
     assert_eq!(
         d["authorization_endpoint"],
@@ -225,15 +225,7 @@ async fn discovery_lists_the_code_flow_and_openid_connect() {
         );
     }
     // The JWKS publishes the RS256 key next to the access tokens' key.
-    let jwks: Value = s
-        .http
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = s.get_json("/.well-known/jwks.json").await;
     let algs: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -386,12 +378,7 @@ async fn id_tokens_and_userinfo_follow_the_scopes() {
     let cookie = signed_in(&s, "ada").await;
     let signed_in_at = s.clock_now();
     s.clock.advance(5);
-    let code = code_for(&s, &Authz::new("web", WEB_CB), &cookie).await;
-    let t: Value = exchange(&s, "web", &code, WEB_CB, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = web_tokens(&s, &Authz::new("web", WEB_CB), &cookie).await;
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["scope"], "openid profile email");
     let (header, c) = claims(t["id_token"].as_str().unwrap());
@@ -417,12 +404,7 @@ async fn id_tokens_and_userinfo_follow_the_scopes() {
 
     // userinfo by scope: only openid and email.
     let a = Authz::new("web", WEB_CB).set("scope", "openid email");
-    let code = code_for(&s, &a, &cookie).await;
-    let t: Value = exchange(&s, "web", &code, WEB_CB, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = web_tokens(&s, &a, &cookie).await;
     let info: Value = s
         .get_auth("/oauth/userinfo", t["access_token"].as_str().unwrap())
         .await
@@ -607,12 +589,7 @@ async fn authlib_validates_the_discovery_documents_and_an_id_token() {
     let s = TestServer::start_with(|c| c.issuer = Some(issuer.into())).await;
     code_client(&s, "web", true, &[WEB_CB], &[]).await;
     let cookie = signed_in(&s, "ada").await;
-    let code = code_for(&s, &Authz::new("web", WEB_CB), &cookie).await;
-    let t: Value = exchange(&s, "web", &code, WEB_CB, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = web_tokens(&s, &Authz::new("web", WEB_CB), &cookie).await;
     crate::oauth::interop::run(
         crate::oauth::interop::python(),
         [
@@ -689,12 +666,7 @@ async fn rp_initiated_logout_redirects_only_to_registered_addresses() {
     let s = TestServer::start().await;
     code_client(&s, "web", true, &[WEB_CB], &[]).await;
     let cookie = signed_in(&s, "ada").await;
-    let code = code_for(&s, &Authz::new("web", WEB_CB), &cookie).await;
-    let t: Value = exchange(&s, "web", &code, WEB_CB, Some(VERIFIER))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t = web_tokens(&s, &Authz::new("web", WEB_CB), &cookie).await;
     let hint = t["id_token"].as_str().unwrap().to_string();
     let logout = |q: Vec<(&'static str, String)>| {
         let url = s.url(&format!(

@@ -734,17 +734,11 @@ async fn userinfo_returns_standard_claims() {
     }
 }
 
-async fn get_json(s: &TestServer, path: &str) -> Value {
-    let r = s.http.get(s.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{path}");
-    r.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_lists_exactly_what_tessera_supports() {
     let s = TestServer::start_with(|c| c.issuer = Some("https://id.example.com".into())).await;
-    let oidc = get_json(&s, "/.well-known/openid-configuration").await;
-    let rfc8414 = get_json(&s, "/.well-known/oauth-authorization-server").await;
+    let oidc = s.get_json("/.well-known/openid-configuration").await;
+    let rfc8414 = s.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(oidc, rfc8414);
     let expected = json!({
         "issuer": "https://id.example.com",
@@ -793,7 +787,7 @@ async fn discovery_lists_exactly_what_tessera_supports() {
     }
     // ID tokens are RS256 whatever the access tokens use.
     let es = TestServer::start_with(|c| c.signing_alg = "ES256".into()).await;
-    let meta = get_json(&es, "/.well-known/openid-configuration").await;
+    let meta = es.get_json("/.well-known/openid-configuration").await;
     assert_eq!(
         meta["id_token_signing_alg_values_supported"],
         json!(["RS256"])
