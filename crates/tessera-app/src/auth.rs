@@ -209,6 +209,7 @@ impl App {
                 user_agent: caller.user_agent.clone(),
                 ip: caller.ip.clone(),
                 scope: scope.map(str::to_string),
+                parent_id: None,
             })
             .await?;
         // A password change that raced this login revokes every session it can see;

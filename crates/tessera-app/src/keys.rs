@@ -132,6 +132,9 @@ fn signs_at(k: &LoadedKey, alg: Algorithm, now: i64) -> bool {
     k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| r > now)
 }
 
+/// How far before its creation a first key counts as signing (seconds).
+const FIRST_KEY_BACKDATE: i64 = 60;
+
 /// The algorithms that need a stored key signing now: the access tokens' (unless
 /// `ACCESS_TOKEN_SECRET` signs them) and RS256, which OpenID Connect requires for
 /// ID tokens and which signs logout tokens.
@@ -160,7 +163,11 @@ pub async fn load_key_set(store: &dyn Store, src: &KeySource, now: i64) -> Resul
     // key) stops here, before it stores a key of the next algorithm.
     for alg in stored_signers(src) {
         if !keys.iter().any(|k| signs_at(k, alg, now)) {
-            let key = sealed_new(src, generate_key(alg, now, now).map_err(err)?)?;
+            // Signing from a minute ago: instances whose clocks read a second
+            // apart (starting together across a second boundary) all see it
+            // signing, so none stores a twin and none finds no signer.
+            let since = now - FIRST_KEY_BACKDATE;
+            let key = sealed_new(src, generate_key(alg, now, since).map_err(err)?)?;
             store.insert_first_key(key, now).await.map_err(err)?;
             keys = load_usable(store, src, now).await?;
         }

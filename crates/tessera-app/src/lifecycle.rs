@@ -318,7 +318,10 @@ impl App {
                 self.check_current_password(user, session.id, p, "email_change_failed", caller)
                     .await?
             }
-            None if session.created_at + RECENT_SIGN_IN >= self.now() => {}
+            // A sign-in on these pages or the JSON API; an application's session
+            // opened by a code exchange is new whenever the sign-in was.
+            None if session.scope.is_none()
+                && session.created_at + RECENT_SIGN_IN >= self.now() => {}
             None => {
                 return Err(AppError::forbidden(
                     "current_password: required unless this session signed in within the last 5 minutes",

@@ -31,6 +31,9 @@ const FIRST_RETRY_SECS: i64 = 30;
 const MAX_RETRY_SECS: i64 = 3_600;
 /// The SMTP conversation's time limit (and a back-channel logout request's).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client's back-channel logout endpoint may take to answer: short,
+/// since mail waits behind it in the same outbox.
+const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a logout token is valid after it was signed (at each attempt).
 const LOGOUT_TOKEN_TTL: i64 = 120;
 
@@ -249,6 +252,7 @@ impl App {
         let res = self
             .http
             .post(&row.recipient)
+            .timeout(BACKCHANNEL_TIMEOUT)
             .form(&[("logout_token", token)])
             .send()
             .await

@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult, ErrorKind};
 use crate::lifecycle::token_hash;
 use crate::sessions::{Ending, SessionSet};
 use crate::tokens::Issued;
-use crate::{App, Caller};
+use crate::{App, Authenticated, Caller};
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,7 +47,14 @@ pub struct AuthorizeParams {
     pub response_mode: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
+    /// Set by Tessera when it sends the browser to sign in for this request
+    /// (`prompt=login`, or `max_age` passed): only a sign-in at or after this
+    /// time satisfies them.
+    pub login_after: Option<String>,
 }
+
+/// The parameter that carries [`AuthorizeParams::login_after`].
+pub const LOGIN_AFTER: &str = "tessera_login_after";
 
 /// Why an authorization request cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +78,7 @@ pub struct AuthorizeRequest {
     pub prompt: Vec<String>,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    login_after: Option<i64>,
     issuer: String,
 }
 
@@ -134,9 +142,33 @@ struct CodeData {
     user_agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip: Option<String>,
+    /// The browser's session: the code works only while it lives, and the
+    /// application's session ends with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    browser_sid: Option<String>,
     /// Set on the marker a redemption leaves: the session it opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     used_by: Option<String>,
+}
+
+/// The parameters of RP-initiated logout (absent ones `None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogoutRequest<'a> {
+    pub id_token_hint: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub post_logout_redirect_uri: Option<&'a str>,
+    pub state: Option<&'a str>,
+}
+
+/// What RP-initiated logout did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// Signed out; the browser goes to this post-logout address, or is shown
+    /// that it is signed out.
+    Done(Option<String>),
+    /// Nothing ended yet: the user must confirm on this site (no hint, or a hint
+    /// of another user than the browser's).
+    Confirm,
 }
 
 /// Tokens from a code exchange.
@@ -152,7 +184,6 @@ pub struct CodeTokens {
 #[derive(Serialize)]
 struct IdClaims<'a> {
     iss: &'a str,
-    sub: String,
     aud: &'a str,
     exp: i64,
     iat: i64,
@@ -162,14 +193,47 @@ struct IdClaims<'a> {
     at_hash: String,
     sid: String,
     amr: [&'static str; 1],
+    /// `sub` and the claims the scopes allow.
+    #[serde(flatten)]
+    user: UserClaims,
+}
+
+/// What a session's scopes let an application know about its user (OpenID
+/// Connect Core §5.4): `email` and `email_verified` with `email`,
+/// `preferred_username` and `name` with `profile`. A first-party session without
+/// scopes may know all of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserClaims {
+    pub sub: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
+    pub email: Option<String>,
+    /// True only after the address was confirmed through a mailed link.
     #[serde(skip_serializing_if = "Option::is_none")]
-    preferred_username: Option<&'a str>,
+    pub email_verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
+    pub preferred_username: Option<String>,
+    /// Omitted when the user has no full name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    email_verified: Option<bool>,
+    pub name: Option<String>,
+}
+
+/// Whether `scope` (space-separated; `None`: a session without scopes, which
+/// may have everything) includes `wanted`.
+pub fn has_scope(scope: Option<&str>, wanted: &str) -> bool {
+    scope.is_none_or(|s| s.split(' ').any(|g| g == wanted))
+}
+
+impl UserClaims {
+    pub fn of(user: &User, scope: Option<&str>) -> Self {
+        let (email, profile) = (has_scope(scope, "email"), has_scope(scope, "profile"));
+        UserClaims {
+            sub: user.id.to_string(),
+            email: email.then(|| user.email.clone()),
+            email_verified: email.then_some(user.email_verified),
+            preferred_username: profile.then(|| user.username.clone()),
+            name: Some(user.fullname.clone()).filter(|n| profile && !n.is_empty()),
+        }
+    }
 }
 
 /// A redirect URI registered for `client` that `presented` matches: exactly, or
@@ -313,6 +377,7 @@ impl App {
                 .collect(),
             max_age: None,
             login_hint: param(&p.login_hint).map(str::to_string),
+            login_after: param(&p.login_after).and_then(|t| t.parse().ok()),
             issuer: self.settings.issuer.clone(),
         };
         let fail = |req: &AuthorizeRequest, code: &str, d: &str| {
@@ -427,12 +492,12 @@ impl App {
     }
 
     /// What follows a checked request for the browser's session (`None`: signed
-    /// out). `fresh` says the user has just signed in for this request.
+    /// out). `prompt=login` and a passed `max_age` need a sign-in made after
+    /// Tessera sent the browser to sign in for this request.
     pub async fn authorize_next(
         &self,
         req: &AuthorizeRequest,
         signed_in: Option<(&Session, &User)>,
-        fresh: bool,
         caller: &Caller,
     ) -> AppResult<Next> {
         let now = self.now();
@@ -443,13 +508,8 @@ impl App {
                 Next::SignIn
             });
         };
-        let too_old = req.max_age.is_some_and(|m| now - session.created_at > m);
-        if !fresh && (req.prompts("login") || too_old) {
-            return Ok(if req.prompts("none") {
-                Next::Redirect(req.error("login_required", "a new sign-in is required"))
-            } else {
-                Next::SignIn
-            });
+        if let Some(next) = Self::sign_in_again(req, session, now) {
+            return Ok(next);
         }
         if self.needs_consent(req, user.id).await? {
             return Ok(if req.prompts("none") {
@@ -461,6 +521,22 @@ impl App {
         Ok(Next::Redirect(
             self.issue_code(req, session, user, caller).await?,
         ))
+    }
+
+    /// `prompt=login`, or a `max_age` shorter than the time since the browser's
+    /// sign-in, without a sign-in made since Tessera sent the browser to sign in
+    /// for this request: sign in (again), or `login_required` under `prompt=none`.
+    fn sign_in_again(req: &AuthorizeRequest, session: &Session, now: i64) -> Option<Next> {
+        let too_old = req.max_age.is_some_and(|m| now - session.created_at > m);
+        let fresh = req.login_after.is_some_and(|t| session.created_at >= t);
+        if fresh || !(req.prompts("login") || too_old) {
+            return None;
+        }
+        Some(if req.prompts("none") {
+            Next::Redirect(req.error("login_required", "a new sign-in is required"))
+        } else {
+            Next::SignIn
+        })
     }
 
     /// Third-party clients need the user's consent to every scope, once (until
@@ -487,9 +563,14 @@ impl App {
         user: &User,
         allow: bool,
         caller: &Caller,
-    ) -> AppResult<String> {
+    ) -> AppResult<Next> {
         if !allow {
-            return Ok(req.error("access_denied", "the user declined"));
+            return Ok(Next::Redirect(
+                req.error("access_denied", "the user declined"),
+            ));
+        }
+        if let Some(next) = Self::sign_in_again(req, session, self.now()) {
+            return Ok(next);
         }
         let mut scope: Vec<String> = match self.store.get_grant(user.id, &req.client.id).await? {
             Some(g) => g.scope.split(' ').map(str::to_string).collect(),
@@ -517,7 +598,9 @@ impl App {
             Some(detail),
         )
         .await;
-        self.issue_code(req, session, user, caller).await
+        Ok(Next::Redirect(
+            self.issue_code(req, session, user, caller).await?,
+        ))
     }
 
     /// Stores a new code and returns the redirect that carries it.
@@ -540,6 +623,7 @@ impl App {
             auth_time: session.created_at,
             user_agent: browser.user_agent.clone(),
             ip: browser.ip.clone(),
+            browser_sid: Some(session.id.to_string()),
             used_by: None,
         };
         let now = self.now();
@@ -648,6 +732,21 @@ impl App {
         if user.disabled {
             return Err(AppError::invalid_grant("the account is disabled"));
         }
+        // The browser signed out (or its sessions were ended) since: no tokens.
+        let parent = data
+            .browser_sid
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok());
+        if let Some(b) = parent {
+            match self.store.get_session(b).await? {
+                Some((s, _)) if s.is_active(now) => {}
+                _ => {
+                    return Err(AppError::invalid_grant(
+                        "the sign-in this code came from has ended",
+                    ));
+                }
+            }
+        }
         let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
         let refresh = client.first_party || scopes.contains(&"offline_access");
         let s = &self.settings;
@@ -672,11 +771,12 @@ impl App {
                     .or_else(|| caller.user_agent.clone()),
                 ip: data.ip.clone().or_else(|| caller.ip.clone()),
                 scope: Some(data.scope.clone()),
+                parent_id: parent,
             })
             .await?;
         let issued = self.issue(&session, &user, 0, now)?;
         let id_token = if scopes.contains(&"openid") {
-            Some(self.id_token(&user, &session, &scopes, &data, &issued.access_token, now)?)
+            Some(self.id_token(&user, &session, &data, &issued.access_token, now)?)
         } else {
             None
         };
@@ -702,16 +802,12 @@ impl App {
         &self,
         user: &User,
         session: &Session,
-        scopes: &[&str],
         data: &CodeData,
         access_token: &str,
         now: i64,
     ) -> AppResult<String> {
-        let profile = scopes.contains(&"profile");
-        let email = scopes.contains(&"email");
         let claims = IdClaims {
             iss: &self.settings.issuer,
-            sub: user.id.to_string(),
             aud: &session.client_id,
             exp: now + self.settings.access_ttl,
             iat: now,
@@ -720,12 +816,7 @@ impl App {
             at_hash: at_hash(access_token),
             sid: session.id.to_string(),
             amr: ["pwd"],
-            name: profile
-                .then_some(user.fullname.as_str())
-                .filter(|n| !n.is_empty()),
-            preferred_username: profile.then_some(user.username.as_str()),
-            email: email.then_some(user.email.as_str()),
-            email_verified: email.then_some(user.email_verified),
+            user: UserClaims::of(user, Some(&data.scope)),
         };
         self.sign_rs256("JWT", &claims)
     }
@@ -750,13 +841,17 @@ impl App {
     /// cannot be checked is an error, never followed.
     pub async fn end_session(
         &self,
-        id_token_hint: Option<&str>,
-        client_id: Option<&str>,
-        post_logout_redirect_uri: Option<&str>,
-        state: Option<&str>,
+        req: LogoutRequest<'_>,
         browser: Option<&Session>,
+        confirmed: bool,
         caller: &Caller,
-    ) -> AppResult<Option<String>> {
+    ) -> AppResult<LogoutOutcome> {
+        let LogoutRequest {
+            id_token_hint,
+            client_id,
+            post_logout_redirect_uri,
+            state,
+        } = req;
         let hint = match id_token_hint {
             Some(t) => Some(
                 self.key_set()
@@ -809,6 +904,16 @@ impl App {
                 Some(url.to_string())
             }
         };
+        // Without the user's word, only a hint naming the browser's own user
+        // signs it out: anyone can send a browser here with a hint of theirs.
+        let same_user = match (&hint, browser) {
+            (Some(h), Some(b)) => b.user_id.to_string() == h.sub,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !confirmed && !same_user {
+            return Ok(LogoutOutcome::Confirm);
+        }
         let mut ended: Vec<Uuid> = Vec::new();
         if let Some(h) = &hint
             && let Some(sid) = h.sid.as_deref().and_then(|s| Uuid::parse_str(s).ok())
@@ -832,7 +937,27 @@ impl App {
             };
             self.end_sessions(ending, caller).await?;
         }
-        Ok(target)
+        Ok(LogoutOutcome::Done(target))
+    }
+
+    /// [`App::authenticate`] for the account API and the pages: a session a
+    /// third-party application opened (through the code flow or with scopes)
+    /// may read the user's claims at `/oauth/userinfo` and nothing else, so its
+    /// token cannot change the account, list or end its sessions.
+    pub async fn authenticate_account(&self, token: &str) -> AppResult<Authenticated> {
+        let auth = self.authenticate(token).await?;
+        if auth.session.scope.is_some()
+            && !self
+                .store
+                .get_client(&auth.session.client_id)
+                .await?
+                .is_some_and(|c| c.first_party)
+        {
+            return Err(AppError::forbidden(
+                "this access token belongs to a third-party application: it may only read /oauth/userinfo",
+            ));
+        }
+        Ok(auth)
     }
 
     /// The third-party clients a user has granted access to, with their names.

@@ -51,7 +51,7 @@ impl App {
         let until = self.feed_until(now);
         // Which client each session belongs to, read before they end: the
         // clients with a back-channel logout URI are told afterwards.
-        let candidates: Vec<Session> = match ending.sessions {
+        let mut candidates: Vec<Session> = match ending.sessions {
             SessionSet::One(sid) => self
                 .store
                 .get_session(sid)
@@ -70,7 +70,25 @@ impl App {
                 if !ended {
                     return Ok(Vec::new());
                 }
-                (vec![sid], ending.detail)
+                // A browser signing out signs out the applications' sessions
+                // opened from it (single logout).
+                let mut ended = vec![sid];
+                for child in self.store.child_sessions(sid, now).await? {
+                    if self
+                        .store
+                        .revoke_session(child.id, now, ending.reason, until)
+                        .await?
+                    {
+                        ended.push(child.id);
+                        candidates.push(child);
+                    }
+                }
+                let detail = match (ending.detail, ended.len()) {
+                    (d, 1) => d,
+                    (Some(d), n) => Some(format!("{d}; with {} application sessions", n - 1)),
+                    (None, n) => Some(format!("with {} application sessions", n - 1)),
+                };
+                (ended, detail)
             }
             SessionSet::AllOf { user, except } => {
                 let ended = self

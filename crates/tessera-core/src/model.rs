@@ -97,6 +97,9 @@ pub struct NewSession {
     pub ip: Option<String>,
     /// See [`Session::scope`].
     pub scope: Option<String>,
+    /// The browser session an application's session was opened from: it ends
+    /// with it.
+    pub parent_id: Option<Uuid>,
 }
 
 /// Why a session was revoked; kept for the audit trail and the operator.

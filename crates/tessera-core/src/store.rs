@@ -127,6 +127,9 @@ pub trait Store: Send + Sync + 'static {
     async fn count_active_sessions(&self, now: i64) -> StoreResult<u64>;
     /// Live (unrevoked, unexpired) sessions of a user, newest first.
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>>;
+    /// Live sessions opened from the session `parent` (applications' sessions
+    /// opened from a browser's), newest first.
+    async fn child_sessions(&self, parent: Uuid, now: i64) -> StoreResult<Vec<Session>>;
     /// Revocations after `cursor` still inside their feed window, oldest first.
     async fn revocations_since(
         &self,

@@ -245,17 +245,31 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap, state: &AppState) -> Res
 }
 
 impl AppState {
-    /// Verifies an access token and that its session is live (`App::authenticate`).
+    /// Verifies an access token for the account API: its session is live and
+    /// not a third-party application's (`App::authenticate_account`).
     pub async fn authenticate_access(
         &self,
         token: &str,
         via_cookie: bool,
     ) -> Result<AccessAuth, ApiError> {
+        self.access(token, via_cookie, true).await
+    }
+
+    async fn access(
+        &self,
+        token: &str,
+        via_cookie: bool,
+        account: bool,
+    ) -> Result<AccessAuth, ApiError> {
         let Authenticated {
             claims,
             session,
             user,
-        } = self.app.authenticate(token).await?;
+        } = if account {
+            self.app.authenticate_account(token).await?
+        } else {
+            self.app.authenticate(token).await?
+        };
         Ok(AccessAuth {
             claims,
             session,
@@ -265,6 +279,16 @@ impl AppState {
     }
 }
 
+/// The access token of a request (header, else cookie, CSRF-checked), verified.
+async fn access_of(parts: &Parts, state: &AppState, account: bool) -> Result<AccessAuth, ApiError> {
+    let (token, via_cookie) = access_token(&parts.headers, state)?
+        .ok_or_else(|| ApiError::invalid_token("an access token is required"))?;
+    if via_cookie {
+        check_csrf(&parts.method, &parts.headers, state)?;
+    }
+    state.access(token, via_cookie, account).await
+}
+
 impl FromRequestParts<Arc<AppState>> for AccessAuth {
     type Rejection = ApiError;
 
@@ -272,12 +296,22 @@ impl FromRequestParts<Arc<AppState>> for AccessAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let (token, via_cookie) = access_token(&parts.headers, state)?
-            .ok_or_else(|| ApiError::invalid_token("an access token is required"))?;
-        if via_cookie {
-            check_csrf(&parts.method, &parts.headers, state)?;
-        }
-        state.authenticate_access(token, via_cookie).await
+        access_of(parts, state, true).await
+    }
+}
+
+/// An access token of any application, third-party ones included: for
+/// `/oauth/userinfo`, which answers by the token's scopes.
+pub struct AnyAccess(pub AccessAuth);
+
+impl FromRequestParts<Arc<AppState>> for AnyAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        access_of(parts, state, false).await.map(AnyAccess)
     }
 }
 

@@ -150,6 +150,7 @@ contract!(
     account_tokens_go_with_their_user_and_their_expiry,
     mail_is_claimed_once_and_retried_until_delivered,
     consents_are_kept_per_user_and_client,
+    child_sessions_are_the_live_ones_opened_from_a_session,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -335,6 +336,7 @@ fn new_session(user_id: Uuid, created_at: i64) -> NewSession {
         user_agent: Some("contract-test".into()),
         ip: Some("192.0.2.7".into()),
         scope: Some("openid offline_access".into()),
+        parent_id: None,
     }
 }
 
@@ -1227,6 +1229,7 @@ async fn prune_drops_only_what_has_ended(s: &dyn Store) {
             user_agent: None,
             ip: None,
             scope: None,
+            parent_id: None,
         })
         .await
         .unwrap()
@@ -1590,6 +1593,44 @@ async fn account_tokens_go_with_their_user_and_their_expiry(s: &dyn Store) {
     // Deleting the user deletes their tokens.
     assert!(s.delete_user(u.id).await.unwrap());
     assert!(s.get_account_token("late").await.unwrap().is_none());
+}
+
+async fn child_sessions_are_the_live_ones_opened_from_a_session(s: &dyn Store) {
+    let u = user(s, "parent").await;
+    let browser = session(s, u.id, T0).await;
+    let child = |created_at| NewSession {
+        parent_id: Some(browser.id),
+        client_id: "app".into(),
+        ..new_session(u.id, created_at)
+    };
+    let a = s.create_session(child(T0 + 1)).await.unwrap();
+    let b = s.create_session(child(T0 + 2)).await.unwrap();
+    let unrelated = session(s, u.id, T0 + 3).await;
+    let ids = |v: Vec<Session>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.child_sessions(browser.id, T0 + 10).await.unwrap()),
+        [b.id, a.id]
+    );
+    assert!(
+        s.child_sessions(unrelated.id, T0 + 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Revoked or expired children are not live.
+    s.revoke_session(b.id, T0 + 5, RevokeReason::Logout, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(s.child_sessions(browser.id, T0 + 10).await.unwrap()),
+        [a.id]
+    );
+    assert!(
+        s.child_sessions(browser.id, T0 + 4_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn consents_are_kept_per_user_and_client(s: &dyn Store) {

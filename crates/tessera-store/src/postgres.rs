@@ -743,8 +743,8 @@ impl Store for PostgresStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
         self.q(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip, scope) \
-             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8, $9)",
+             idle_expires_at, absolute_expires_at, user_agent, ip, scope, parent_id) \
+             VALUES ($1, $2, $3, 0, $4, $4, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -755,6 +755,7 @@ impl Store for PostgresStore {
         .bind(&s.user_agent)
         .bind(&s.ip)
         .bind(&s.scope)
+        .bind(s.parent_id)
         .execute(&self.db)
         .await
         .map_err(|e| self.db.err(e))?;
@@ -903,6 +904,21 @@ impl Store for PostgresStore {
              AND s.absolute_expires_at > $2 ORDER BY s.created_at DESC, s.id DESC",
         )
         .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.db)
+        .await
+        .map_err(|e| self.db.err(e))?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn child_sessions(&self, parent: Uuid, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = self.q(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
+             FROM sessions s WHERE s.parent_id = $1 AND s.revoked_at IS NULL AND s.idle_expires_at > $2 \
+             AND s.absolute_expires_at > $2 ORDER BY s.created_at DESC, s.id DESC",
+        )
+        .bind(parent)
         .bind(now)
         .fetch_all(&self.db)
         .await

@@ -611,7 +611,7 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<Session> {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, counter, rotated_at, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip, scope) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+             idle_expires_at, absolute_expires_at, user_agent, ip, scope, parent_id) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(s.id.to_string())
         .bind(s.user_id.to_string())
@@ -624,6 +624,7 @@ impl Store for SqliteStore {
         .bind(&s.user_agent)
         .bind(&s.ip)
         .bind(&s.scope)
+        .bind(s.parent_id.map(|p| p.to_string()))
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
@@ -774,6 +775,22 @@ impl Store for SqliteStore {
              AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
         )
         .bind(user_id.to_string())
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(session_from).collect()
+    }
+
+    async fn child_sessions(&self, parent: Uuid, now: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
+             FROM sessions s WHERE s.parent_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
+             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
+        )
+        .bind(parent.to_string())
         .bind(now)
         .bind(now)
         .fetch_all(&self.reader)

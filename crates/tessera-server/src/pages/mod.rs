@@ -250,7 +250,7 @@ pub(crate) async fn signed_in(
     state: &AppState,
 ) -> Option<tessera_app::Authenticated> {
     let token = cookies::read(headers, &state.cookies.access)?;
-    state.authenticate(token).await.ok()
+    state.authenticate_account(token).await.ok()
 }
 
 /// Cross-site form posts are refused (the same rule as the JSON API's cookie

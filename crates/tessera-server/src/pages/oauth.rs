@@ -15,7 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 use tessera_app::lifecycle::escape_html as esc;
-use tessera_app::oidc::{AuthorizeError, AuthorizeParams, AuthorizeRequest, Next};
+use tessera_app::oidc::{
+    AuthorizeError, AuthorizeParams, AuthorizeRequest, LOGIN_AFTER, LogoutOutcome, LogoutRequest,
+    Next,
+};
 use tessera_app::{AppError, Authenticated};
 
 const AUTHORIZE: &str = "/oauth/authorize";
@@ -90,8 +93,9 @@ pub struct LogoutQuery {
 fn pairs(raw: &[u8]) -> Result<Vec<(String, String)>, String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(raw)
         .map_err(|_| "the parameters are malformed".to_string())?;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in &pairs {
+        if !seen.insert(k.as_str()) {
             return Err(format!("the parameter `{k}` is repeated"));
         }
     }
@@ -123,6 +127,7 @@ fn authorize_params(p: &[(String, String)]) -> AuthorizeParams {
         response_mode: v("response_mode"),
         request: v("request"),
         request_uri: v("request_uri"),
+        login_after: v(LOGIN_AFTER),
     }
 }
 
@@ -172,23 +177,17 @@ fn resume_page(authorize_url: &str) -> Response {
     r
 }
 
-/// The sign-in page, coming back to this request afterwards (without
-/// `prompt=login` and `max_age`, which the new sign-in satisfies).
-fn sign_in_url(p: &[(String, String)]) -> String {
-    let kept: Vec<(String, String)> = p
+/// The sign-in page, coming back to this request afterwards marked with the
+/// time it was sent (`now`): `prompt=login` and `max_age` then need a sign-in
+/// made since, so the address cannot be used again later to skip them.
+fn sign_in_url(p: &[(String, String)], now: i64) -> String {
+    let mut marked: Vec<(String, String)> = p
         .iter()
-        .filter(|(k, _)| k != "max_age")
-        .map(|(k, v)| {
-            if k == "prompt" {
-                let rest: Vec<&str> = v.split(' ').filter(|x| *x != "login").collect();
-                (k.clone(), rest.join(" "))
-            } else {
-                (k.clone(), v.clone())
-            }
-        })
-        .filter(|(_, v)| !v.is_empty())
+        .filter(|(k, _)| k != LOGIN_AFTER)
+        .cloned()
         .collect();
-    let back = authorize_url(&kept);
+    marked.push((LOGIN_AFTER.into(), now.to_string()));
+    let back = authorize_url(&marked);
     let mut q = vec![("return_to", back.as_str())];
     if let Some(hint) = get(p, "login_hint") {
         q.push(("login_hint", hint));
@@ -298,7 +297,11 @@ pub async fn authorize(
         if req.prompt.iter().any(|x| x == "none") {
             // Silent: try the refresh cookie once (the resume comes back here
             // marked, signed in or not), then answer without showing anything.
-            if get(&p, RESUMED).is_some() {
+            // In a frame (a silent check) no page of this site can show.
+            let framed = headers
+                .get("sec-fetch-dest")
+                .is_some_and(|d| d.as_bytes() == b"iframe");
+            if framed || get(&p, RESUMED).is_some() {
                 return redirect(
                     StatusCode::FOUND,
                     &req.error("login_required", "the user is not signed in"),
@@ -309,15 +312,15 @@ pub async fn authorize(
             return resume_page(&authorize_url(&marked));
         }
         if req.prompt.iter().any(|x| x == "login") || req.max_age.is_some() {
-            return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p));
+            return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p, state.now()));
         }
         return resume_page(&authorize_url(&p));
     };
     match state
-        .authorize_next(&req, Some((&auth.session, &auth.user)), false, &client)
+        .authorize_next(&req, Some((&auth.session, &auth.user)), &client)
         .await
     {
-        Ok(Next::SignIn) => redirect(StatusCode::SEE_OTHER, &sign_in_url(&p)),
+        Ok(Next::SignIn) => redirect(StatusCode::SEE_OTHER, &sign_in_url(&p, state.now())),
         Ok(Next::Consent) => consent_page(&req, &p, &auth),
         Ok(Next::Redirect(to)) => redirect(StatusCode::FOUND, &to),
         Err(e) => unavailable(e),
@@ -365,13 +368,14 @@ pub async fn authorize_consent(
         Err(r) => return r,
     };
     let Some(auth) = signed_in(&headers, &state).await else {
-        return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p));
+        return redirect(StatusCode::SEE_OTHER, &sign_in_url(&p, state.now()));
     };
     match state
         .consent(&req, &auth.session, &auth.user, allow, &client)
         .await
     {
-        Ok(to) => redirect(StatusCode::SEE_OTHER, &to),
+        Ok(Next::Redirect(to)) => redirect(StatusCode::SEE_OTHER, &to),
+        Ok(_) => redirect(StatusCode::SEE_OTHER, &sign_in_url(&p, state.now())),
         Err(e) => unavailable(e),
     }
 }
@@ -383,21 +387,26 @@ async fn log_out(
     headers: &HeaderMap,
     client: &ClientInfo,
     p: &[(String, String)],
+    confirmed: bool,
 ) -> Response {
     let browser = signed_in(headers, state).await;
     let done = state
         .end_session(
-            get(p, "id_token_hint"),
-            get(p, "client_id"),
-            get(p, "post_logout_redirect_uri"),
-            get(p, "state"),
+            LogoutRequest {
+                id_token_hint: get(p, "id_token_hint"),
+                client_id: get(p, "client_id"),
+                post_logout_redirect_uri: get(p, "post_logout_redirect_uri"),
+                state: get(p, "state"),
+            },
             browser.as_ref().map(|a| &a.session),
+            confirmed,
             client,
         )
         .await;
     let mut res = match done {
-        Ok(Some(to)) => redirect(StatusCode::SEE_OTHER, &to),
-        Ok(None) => page(
+        Ok(LogoutOutcome::Confirm) => return confirm_logout(p),
+        Ok(LogoutOutcome::Done(Some(to))) => redirect(StatusCode::SEE_OTHER, &to),
+        Ok(LogoutOutcome::Done(None)) => page(
             StatusCode::OK,
             "You are signed out",
             Notice::Ok("You have been signed out."),
@@ -419,8 +428,9 @@ async fn log_out(
 
 /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
 ///
-/// With an `id_token_hint` the session it names and the browser's session end at
-/// once; without one, a page asks the user to confirm. A
+/// With an `id_token_hint` of the browser's user (or with no one signed in), the
+/// session it names and the browser's session end at once; without a hint, or
+/// with another user's, a page asks the user to confirm. A
 /// `post_logout_redirect_uri` must be registered for the client exactly; the
 /// browser is sent there with `state`.
 #[utoipa::path(
@@ -447,11 +457,7 @@ pub async fn end_session(
         Ok(p) => p,
         Err(m) => return refused(&m),
     };
-    if get(&p, "id_token_hint").is_some() {
-        return log_out(&state, &headers, &client, &p).await;
-    }
-    // Without a hint anyone could link here: the user confirms.
-    confirm_logout(&p)
+    log_out(&state, &headers, &client, &p, false).await
 }
 
 /// Asks the user to confirm signing out; the form carries the request on.
@@ -500,12 +506,10 @@ pub async fn end_session_post(
         Ok(p) => p,
         Err(m) => return refused(&m),
     };
-    // A relying party's own page may post here (the spec allows it), but then
-    // the browser sends no session cookie: the user confirms on this site.
-    if super::same_site(&headers, &state).is_err() {
-        return confirm_logout(&p);
-    }
-    log_out(&state, &headers, &client, &p).await
+    // The confirmation form of this site is the user's word; a relying party's
+    // own page may post here too (the spec allows it), and is treated like a link.
+    let confirmed = super::same_site(&headers, &state).is_ok();
+    log_out(&state, &headers, &client, &p, confirmed).await
 }
 
 #[cfg(test)]
@@ -519,16 +523,19 @@ mod tests {
     }
 
     #[test]
-    fn sign_in_comes_back_without_prompt_login_and_max_age() {
-        let p =
-            pairs(b"client_id=c&prompt=login+consent&max_age=0&login_hint=ada&state=s").unwrap();
-        let url = sign_in_url(&p);
+    fn sign_in_comes_back_marked_with_the_time_it_was_sent() {
+        let p = pairs(
+            b"client_id=c&prompt=login+consent&max_age=0&login_hint=ada&state=s&tessera_login_after=5",
+        )
+        .unwrap();
+        let url = sign_in_url(&p, 1_800_000_000);
         let q: Vec<(String, String)> =
             serde_urlencoded::from_str(url.strip_prefix("/signin?").unwrap()).unwrap();
         let back = &q.iter().find(|(k, _)| k == "return_to").unwrap().1;
         assert_eq!(
             back,
-            "/oauth/authorize?client_id=c&prompt=consent&login_hint=ada&state=s"
+            "/oauth/authorize?client_id=c&prompt=login+consent&max_age=0&login_hint=ada&state=s\
+             &tessera_login_after=1800000000"
         );
         assert!(q.iter().any(|(k, v)| k == "login_hint" && v == "ada"));
     }

@@ -3,14 +3,14 @@
 
 use super::openapi::ErrorBody;
 use crate::AppState;
-use crate::extract::{AccessAuth, ClientInfo};
+use crate::extract::{AccessAuth, AnyAccess, ClientInfo};
 use crate::oauth::{Form, OAuthError, param};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_app::oidc::check_scope;
+use tessera_app::oidc::{UserClaims, check_scope};
 use tessera_app::{GRANT_AUTHORIZATION_CODE, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
 use tessera_core::RefreshDecision;
 use utoipa::ToSchema;
@@ -405,7 +405,7 @@ pub struct UserInfo {
         (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
-pub async fn userinfo(auth: AccessAuth) -> Response {
+pub async fn userinfo(AnyAccess(auth): AnyAccess) -> Response {
     user_claims(auth)
 }
 
@@ -424,23 +424,18 @@ pub async fn userinfo(auth: AccessAuth) -> Response {
         (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
-pub async fn userinfo_post(auth: AccessAuth) -> Response {
+pub async fn userinfo_post(AnyAccess(auth): AnyAccess) -> Response {
     user_claims(auth)
 }
 
 fn user_claims(auth: AccessAuth) -> Response {
-    let u = auth.user;
-    let has = |s: &str| match &auth.session.scope {
-        Some(granted) => granted.split(' ').any(|g| g == s),
-        None => true,
-    };
-    let (email, profile) = (has("email"), has("profile"));
+    let c = UserClaims::of(&auth.user, auth.session.scope.as_deref());
     let body = UserInfo {
-        sub: u.id.to_string(),
-        email: email.then_some(u.email),
-        email_verified: email.then_some(u.email_verified),
-        preferred_username: profile.then_some(u.username),
-        name: Some(u.fullname).filter(|n| profile && !n.is_empty()),
+        sub: c.sub,
+        email: c.email,
+        email_verified: c.email_verified,
+        preferred_username: c.preferred_username,
+        name: c.name,
     };
     no_store(axum::Json(body).into_response())
 }
@@ -466,6 +461,8 @@ pub struct ServerMetadata {
     backchannel_logout_supported: bool,
     backchannel_logout_session_supported: bool,
     authorization_response_iss_parameter_supported: bool,
+    /// Request objects are not supported (the OpenID default would be `true`).
+    request_uri_parameter_supported: bool,
     token_endpoint_auth_methods_supported: Vec<&'static str>,
     revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     introspection_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -501,6 +498,7 @@ fn metadata(state: &AppState) -> Response {
         backchannel_logout_supported: true,
         backchannel_logout_session_supported: true,
         authorization_response_iss_parameter_supported: true,
+        request_uri_parameter_supported: false,
         token_endpoint_auth_methods_supported: client_auth.clone(),
         revocation_endpoint_auth_methods_supported: client_auth,
         introspection_endpoint_auth_methods_supported: vec![

@@ -10,6 +10,10 @@ ALTER TABLE oauth_clients ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
 
 -- The scopes a session was granted; NULL: a first-party session without scopes.
 ALTER TABLE sessions ADD COLUMN scope TEXT;
+-- The browser session an application's session was opened from (by a code
+-- exchange): when the browser signs out, the application's session ends too.
+ALTER TABLE sessions ADD COLUMN parent_id UUID;
+CREATE INDEX sessions_by_parent ON sessions(parent_id) WHERE parent_id IS NOT NULL;
 
 -- An authorization code's request (client, redirect URI, PKCE challenge, ...).
 ALTER TABLE account_tokens ADD COLUMN data TEXT;

@@ -231,6 +231,7 @@ pub async fn run(cfg: &Config, cmd: TokenCommand) -> ExitCode {
                         user_agent: Some("tessera token sign".into()),
                         ip: None,
                         scope: None,
+                        parent_id: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;

@@ -508,12 +508,16 @@ async fn third_party_clients_ask_consent_once_and_need_offline_access_for_refres
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].0.scope, "openid profile email");
     let access = t["access_token"].as_str().unwrap();
-    assert_eq!(s.me_status(access).await, StatusCode::OK);
+    let userinfo = |access: &str| {
+        let (s, access) = (&s, access.to_string());
+        async move { s.get_auth("/oauth/userinfo", &access).await.status() }
+    };
+    assert_eq!(userinfo(access).await, StatusCode::OK);
     s.state()
         .revoke_grant(user, "partner", &tessera_app::Caller::operator())
         .await
         .unwrap();
-    assert_eq!(s.me_status(access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(userinfo(access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         a.get(&s, Some(&cookie)).await.status(),
         StatusCode::OK,
@@ -530,6 +534,14 @@ async fn prompt_and_max_age_send_the_browser_to_sign_in() {
     // /v1/auth/resume, which comes back marked; without a session the client
     // gets login_required, and no page asks anything.
     let silent = Authz::new("web", WEB_CB).set("prompt", "none");
+    // In a frame nothing can show: the answer comes at once.
+    let r = no_redirects()
+        .get(s.url(&format!("/oauth/authorize?{}", silent.query())))
+        .header("sec-fetch-dest", "iframe")
+        .send()
+        .await
+        .unwrap();
+    error_back(&r, WEB_CB, "login_required", &s);
     let r = silent.get(&s, None).await;
     assert_eq!(r.status(), StatusCode::OK);
     let refresh = r.headers()["refresh"].to_str().unwrap().to_string();
@@ -563,10 +575,32 @@ async fn prompt_and_max_age_send_the_browser_to_sign_in() {
         assert_eq!(to.path(), "/signin");
         let back = param(&to, "return_to").unwrap();
         assert!(back.starts_with("/oauth/authorize?"), "{back}");
-        assert!(
-            !back.contains("prompt=login") && !back.contains("max_age"),
-            "{back}"
+        assert!(back.contains("tessera_login_after="), "{back}");
+        // The same browser coming back without signing in: sign in again, so
+        // the address cannot be reused to skip the sign-in.
+        let again = no_redirects()
+            .get(s.url(&back))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&again).path(), "/signin");
+        // A sign-in made since: the code.
+        s.clock.advance(1);
+        let fresh = format!(
+            "{}={}",
+            s.state().cookies.access,
+            s.login("ada").await.access
         );
+        let r = no_redirects()
+            .get(s.url(&back))
+            .header(COOKIE, &fresh)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND);
+        assert!(param(&location(&r), "code").is_some());
     }
     // A max_age not yet passed needs nothing.
     code_for(
@@ -675,6 +709,30 @@ async fn rp_initiated_logout_redirects_only_to_registered_addresses() {
         ));
         no_redirects().get(url).header(COOKIE, &cookie).send()
     };
+    // Without a hint the user is asked first.
+    let r = logout(vec![("state", "s".into())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Sign out?"));
+    // A hint of another user: asked first too (anyone can send a browser to
+    // this address with a hint of their own).
+    let other_cookie = signed_in(&s, "bob").await;
+    let r = no_redirects()
+        .get(s.url(&format!(
+            "/oauth/logout?{}",
+            serde_urlencoded::to_string([("id_token_hint", hint.as_str())]).unwrap()
+        )))
+        .header(COOKIE, &other_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Sign out?"));
+    let bob_access = other_cookie.split_once('=').unwrap().1;
+    assert_eq!(
+        s.me_status(bob_access).await,
+        StatusCode::OK,
+        "bob is still in"
+    );
     // Not registered, a forged hint, or a redirect without a client: an error
     // page, never a redirect; nothing ends.
     for q in [
@@ -697,24 +755,18 @@ async fn rp_initiated_logout_redirects_only_to_registered_addresses() {
             "https://app.example/bye".to_string(),
         )],
     ] {
-        let r = logout(q.clone()).await.unwrap();
-        if q.len() == 1 {
-            // Without a hint the user is asked first.
-            assert_eq!(r.status(), StatusCode::OK);
-            assert!(r.text().await.unwrap().contains("Sign out?"));
-        } else {
-            error_page(r).await;
-        }
+        error_page(logout(q).await.unwrap()).await;
     }
     assert_eq!(
         s.me_status(t["access_token"].as_str().unwrap()).await,
         StatusCode::OK
     );
-    // A relying party posting from its own site gets the confirmation page.
+    // A relying party posting from its own site without a hint: the user is
+    // asked, and the answer may go on to the app.
     let r = no_redirects()
         .post(s.url("/oauth/logout"))
         .header(ORIGIN, "https://app.example")
-        .form(&[("id_token_hint", hint.as_str()), ("state", "bye-1")])
+        .form(&[("client_id", "web"), ("state", "bye-1")])
         .send()
         .await
         .unwrap();
@@ -749,5 +801,107 @@ async fn rp_initiated_logout_redirects_only_to_registered_addresses() {
     assert_eq!(
         s.me_status(t["access_token"].as_str().unwrap()).await,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_third_party_token_reads_userinfo_and_nothing_of_the_account() {
+    let s = TestServer::start().await;
+    code_client(&s, "partner", false, &[WEB_CB], &[]).await;
+    code_client(&s, "web", true, &[WEB_CB], &[]).await;
+    let cookie = signed_in(&s, "ada").await;
+    // Consent once, then a code for the third party.
+    let a = Authz::new("partner", WEB_CB).set("scope", "openid");
+    let mut form: Vec<(String, String)> = serde_urlencoded::from_str(&a.query()).unwrap();
+    form.push(("decision".into(), "allow".into()));
+    let r = no_redirects()
+        .post(s.url("/oauth/authorize"))
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, s.state().settings.issuer.as_str())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let code = param(&location(&r), "code").unwrap();
+    let t: Value = exchange(&s, "partner", &code, WEB_CB, Some(VERIFIER))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    let info = s.get_auth("/oauth/userinfo", access).await;
+    assert_eq!(info.status(), StatusCode::OK);
+    let info: Value = info.json().await.unwrap();
+    assert!(info.get("email").is_none(), "no email scope: {info}");
+    // The account API refuses it, whatever it asks.
+    assert_eq!(s.me_status(access).await, StatusCode::FORBIDDEN);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/me/email",
+            serde_json::json!({"email": "mallory@example.com"}),
+        ),
+        (
+            "PATCH",
+            "/v1/me",
+            serde_json::json!({"username": "mallory"}),
+        ),
+        (
+            "POST",
+            "/v1/auth/logout",
+            serde_json::json!({"scope": "global"}),
+        ),
+    ] {
+        let r = s
+            .http
+            .request(method.parse().unwrap(), s.url(path))
+            .bearer_auth(access)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let r = s.get_auth("/v1/me/sessions", access).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A first-party application's token is the user's own.
+    let first = web_tokens(&s, &Authz::new("web", WEB_CB), &cookie).await;
+    assert_eq!(
+        s.me_status(first["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn signing_the_browser_out_ends_the_application_sessions_opened_from_it() {
+    let s = TestServer::start().await;
+    code_client(&s, "web", true, &[WEB_CB], &[]).await;
+    let browser = s.user("ada").await;
+    let cookie = format!("{}={}", s.state().cookies.access, browser.access);
+    let app = web_tokens(&s, &Authz::new("web", WEB_CB), &cookie).await;
+    let app_access = app["access_token"].as_str().unwrap().to_string();
+    // A code issued before the browser signed out gives nothing after.
+    let pending = code_for(&s, &Authz::new("web", WEB_CB), &cookie).await;
+    // Another browser of the same user is not touched.
+    let other = s.login("ada").await;
+    let other_cookie = format!("{}={}", s.state().cookies.access, other.access);
+    let other_app = web_tokens(&s, &Authz::new("web", WEB_CB), &other_cookie).await;
+    assert_eq!(s.me_status(&app_access).await, StatusCode::OK);
+    let r = s
+        .http
+        .post(s.url("/v1/auth/logout"))
+        .bearer_auth(&browser.access)
+        .json(&serde_json::json!({"scope": "local"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.me_status(&app_access).await, StatusCode::UNAUTHORIZED);
+    let r = exchange(&s, "web", &pending, WEB_CB, Some(VERIFIER)).await;
+    expect_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert_eq!(
+        s.me_status(other_app["access_token"].as_str().unwrap())
+            .await,
+        StatusCode::OK
     );
 }

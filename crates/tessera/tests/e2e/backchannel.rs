@@ -370,8 +370,9 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
     let receiver = Receiver::default();
     let s = start(&receiver).await;
 
-    // RP-initiated logout: the session the hint names ends (and the browser's own,
-    // which belongs to no client with a back-channel URI); the other stays.
+    // RP-initiated logout: the session the hint names ends, and the browser's
+    // own with every application session opened from it (single logout): both
+    // of the app's sessions here.
     let (uid, mut browser, a, b) = user_with_two_sessions(&s, "rplogout").await;
     let n = receiver.count();
     assert_eq!(n, 0, "opening sessions posts nothing");
@@ -380,9 +381,16 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
         .finish();
     let r = browser.get(&format!("/oauth/logout?{q}")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let got = receiver.expect(n, 1, "RP-initiated logout").await;
-    assert_eq!(verified(&s, &got, &uid).await, vec![a.sid]);
-    assert_eq!(refresh(&s, &b.refresh).await.status(), StatusCode::OK);
+    let got = receiver.expect(n, 2, "RP-initiated logout").await;
+    let mut sids = verified(&s, &got, &uid).await;
+    sids.sort();
+    let mut want = vec![a.sid.clone(), b.sid.clone()];
+    want.sort();
+    assert_eq!(sids, want);
+    assert_eq!(
+        refresh(&s, &b.refresh).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 
     // Sign out everywhere, from a session of the JSON API.
     let (uid, _, a, b) = user_with_two_sessions(&s, "everywhere").await;
@@ -457,7 +465,7 @@ async fn every_way_a_session_ends_posts_one_logout_token_per_session() {
     for t in [&a.refresh, &b.refresh] {
         assert_eq!(refresh(&s, t).await.status(), StatusCode::BAD_REQUEST);
     }
-    assert_eq!(receiver.count(), 10, "1 + 2 + 1 + 2 + 2 + 2");
+    assert_eq!(receiver.count(), 11, "2 + 2 + 1 + 2 + 2 + 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,7 +475,10 @@ async fn a_logout_token_the_receiver_refused_is_retried_after_a_restart_and_arri
     }
     let receiver = Receiver::default();
     let s = start(&receiver).await;
-    let (uid, mut browser, a, _) = user_with_two_sessions(&s, "durable").await;
+    let reg = s.register("durable").await;
+    let uid = reg["user"]["id"].as_str().unwrap().to_string();
+    let mut browser = Browser::sign_in(&s.base, "durable").await;
+    let a = browser.authorize().await;
 
     // The receiver is down: the first attempt fails and a retry is scheduled.
     receiver.failing.store(true, Ordering::SeqCst);
