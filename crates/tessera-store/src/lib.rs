@@ -61,6 +61,16 @@ macro_rules! client_columns {
     };
 }
 
+/// The columns `rows::session_from` reads, of a `sessions` row named `s`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! session_columns {
+    () => {
+        "s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
+         s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope"
+    };
+}
+
 /// An update of one row by id: none touched means there was no such row.
 pub(crate) fn found(rows_affected: u64) -> StoreResult<()> {
     if rows_affected == 0 {

@@ -769,10 +769,12 @@ impl Store for SqliteStore {
 
     async fn list_user_sessions(&self, user_id: Uuid, now: i64) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(
-            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
-             FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
-             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
+            concat!(
+                "SELECT ",
+                crate::session_columns!(),
+                " FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
+             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC"
+            ),
         )
         .bind(user_id.to_string())
         .bind(now)
@@ -785,10 +787,12 @@ impl Store for SqliteStore {
 
     async fn child_sessions(&self, parent: Uuid, now: i64) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(
-            "SELECT s.id AS sid, s.user_id, s.client_id, s.counter, s.rotated_at, s.created_at AS s_created_at, \
-             s.last_used_at, s.idle_expires_at, s.absolute_expires_at, s.revoked_at, s.user_agent, s.ip, s.scope \
-             FROM sessions s WHERE s.parent_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
-             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC",
+            concat!(
+                "SELECT ",
+                crate::session_columns!(),
+                " FROM sessions s WHERE s.parent_id = ? AND s.revoked_at IS NULL AND s.idle_expires_at > ? \
+             AND s.absolute_expires_at > ? ORDER BY s.created_at DESC, s.id DESC"
+            ),
         )
         .bind(parent.to_string())
         .bind(now)
