@@ -466,6 +466,15 @@ impl App {
                     "public clients must use PKCE (code_challenge with code_challenge_method=S256)",
                 );
             }
+            // RFC 9700 §2.1.1: a confidential client binds its code to the
+            // browser with PKCE, or with an OpenID Connect nonce.
+            None if !(req.scope.iter().any(|s| s == "openid") && req.nonce.is_some()) => {
+                return fail(
+                    &req,
+                    "invalid_request",
+                    "use PKCE (code_challenge with code_challenge_method=S256), or scope openid with a nonce",
+                );
+            }
             _ => {}
         }
         if req.prompts("none") && req.prompt.len() > 1 {

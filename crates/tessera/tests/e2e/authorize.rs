@@ -905,3 +905,53 @@ async fn signing_the_browser_out_ends_the_application_sessions_opened_from_it() 
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_confidential_client_binds_its_code_with_pkce_or_a_nonce() {
+    let s = TestServer::start().await;
+    let secret = add_client(
+        &s,
+        "backend",
+        true,
+        &["authorization_code", "refresh_token"],
+        true,
+    )
+    .await
+    .unwrap();
+    let store = &s.state().store;
+    let mut c = store.get_client("backend").await.unwrap().unwrap();
+    c.redirect_uris = vec![WEB_CB.into()];
+    store.update_client(c).await.unwrap();
+    let cookie = signed_in(&s, "ada").await;
+    let bare = || {
+        Authz::new("backend", WEB_CB)
+            .without("code_challenge")
+            .without("code_challenge_method")
+    };
+    // Neither PKCE nor a nonce: nothing binds the code to this browser.
+    let r = bare().without("nonce").get(&s, Some(&cookie)).await;
+    error_back(&r, WEB_CB, "invalid_request", &s);
+    let r = bare().set("scope", "email").get(&s, Some(&cookie)).await;
+    error_back(&r, WEB_CB, "invalid_request", &s);
+    // OpenID Connect with a nonce: a code, exchanged with the secret alone.
+    let code = code_for(&s, &bare(), &cookie).await;
+    let r = s
+        .http
+        .post(s.url("/oauth/token"))
+        .basic_auth("backend", Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", WEB_CB),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(claims(t["id_token"].as_str().unwrap()).1["nonce"], "n-456");
+    // Without the secret the same exchange is refused.
+    let code = code_for(&s, &bare(), &cookie).await;
+    let r = exchange(&s, "backend", &code, WEB_CB, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
