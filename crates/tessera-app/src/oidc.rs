@@ -949,6 +949,38 @@ impl App {
         Ok(LogoutOutcome::Done(target))
     }
 
+    /// The password grant asking for `scope` (each one the client may have).
+    pub async fn grant_password(
+        &self,
+        login: &str,
+        password: String,
+        caller: &Caller,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> AppResult<Issued> {
+        let scope = Self::scopes_for(client, scope)?.join(" ");
+        let scope = Some(scope.as_str()).filter(|s| !s.is_empty());
+        self.login_and_issue_scoped(login, password, caller, &client.id, scope)
+            .await
+    }
+
+    /// The refresh grant asking for `scope`: each one the client may have and
+    /// the session was granted ([`App::refresh_scoped`]).
+    pub async fn grant_refresh(
+        &self,
+        token: &str,
+        caller: &Caller,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> AppResult<Issued> {
+        let scope = Self::scopes_for(client, scope)?;
+        self.refresh_scoped(token, caller, &client.id, &scope).await
+    }
+
+    fn scopes_for(client: &Client, scope: Option<&str>) -> AppResult<Vec<String>> {
+        check_scope(scope, client).map_err(|e| AppError::new(ErrorKind::InvalidScope, e))
+    }
+
     /// [`App::authenticate`] for the account API and the pages: a session a
     /// third-party application opened (through the code flow or with scopes)
     /// may read the user's claims at `/oauth/userinfo` and nothing else, so its

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tessera_app::oidc::{UserClaims, check_scope};
+use tessera_app::oidc::UserClaims;
 use tessera_app::{GRANT_AUTHORIZATION_CODE, GRANT_PASSWORD, GRANT_REFRESH_TOKEN, Recognised};
 use tessera_core::RefreshDecision;
 use utoipa::ToSchema;
@@ -131,9 +131,6 @@ pub async fn token(
         .await?;
     let grant = param(&req.grant_type)
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    let scope = |client: &tessera_core::Client| {
-        check_scope(param(&req.scope), client).map_err(OAuthError::invalid_scope)
-    };
     let body = match grant {
         GRANT_AUTHORIZATION_CODE => {
             state.check_grant(&client, grant)?;
@@ -159,33 +156,30 @@ pub async fn token(
         }
         GRANT_REFRESH_TOKEN => {
             state.check_grant(&client, grant)?;
-            let scope = scope(&client)?;
             let token = param(&req.refresh_token)
                 .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
             pair(
                 state
-                    .refresh_scoped(token, &info, &client.id, &scope)
+                    .grant_refresh(token, &info, &client, param(&req.scope))
                     .await?,
             )
         }
         GRANT_PASSWORD if state.settings.password_grant => {
             state.check_grant(&client, grant)?;
-            let scope = scope(&client)?.join(" ");
             let (Some(username), Some(password)) = (param(&req.username), param(&req.password))
             else {
                 return Err(OAuthError::invalid_request(
                     "username and password are required",
                 ));
             };
-            let scope = Some(scope.as_str()).filter(|s| !s.is_empty());
             pair(
                 state
-                    .login_and_issue_scoped(
+                    .grant_password(
                         username,
                         password.to_string(),
                         &info,
-                        &client.id,
-                        scope,
+                        &client,
+                        param(&req.scope),
                     )
                     .await?,
             )

@@ -311,7 +311,17 @@ async fn faulty_requests_go_back_to_the_client_with_the_error() {
 
 #[tokio::test]
 async fn a_code_is_bound_to_its_client_redirect_uri_and_verifier_and_used_once() {
-    let s = TestServer::start().await;
+    code_rules(TestServer::start().await).await;
+}
+
+#[tokio::test]
+async fn a_code_is_bound_and_used_once_on_postgres() {
+    if let Some(s) = TestServer::start_pg().await {
+        code_rules(s).await;
+    }
+}
+
+async fn code_rules(s: TestServer) {
     code_client(&s, "web", true, &[WEB_CB, "https://app.example/other"], &[]).await;
     code_client(&s, "other", true, &[WEB_CB], &[]).await;
     let cookie = signed_in(&s, "ada").await;
@@ -874,7 +884,17 @@ async fn a_third_party_token_reads_userinfo_and_nothing_of_the_account() {
 
 #[tokio::test]
 async fn signing_the_browser_out_ends_the_application_sessions_opened_from_it() {
-    let s = TestServer::start().await;
+    single_logout(TestServer::start().await).await;
+}
+
+#[tokio::test]
+async fn single_logout_on_postgres() {
+    if let Some(s) = TestServer::start_pg().await {
+        single_logout(s).await;
+    }
+}
+
+async fn single_logout(s: TestServer) {
     code_client(&s, "web", true, &[WEB_CB], &[]).await;
     let browser = s.user("ada").await;
     let cookie = format!("{}={}", s.state().cookies.access, browser.access);
