@@ -2,6 +2,7 @@
 
 use crate::App;
 use crate::error::AppError;
+use crate::oidc::has_scope;
 use tessera_core::{RefreshToken, Session, User};
 use tessera_jose::{AccessClaims, Audience};
 use uuid::Uuid;
@@ -40,6 +41,10 @@ impl App {
     ) -> Result<Issued, AppError> {
         let s = &self.settings;
         let p = s.profile_claims;
+        // An application's session sees only what its scopes allow.
+        let scope = session.scope.as_deref();
+        let email = p.email && has_scope(scope, "email");
+        let profile_claims = |on: bool| on && has_scope(scope, "profile");
         // Never outlive the session: the revocation feed covers an access lifetime.
         let exp = (now + s.access_ttl).min(session.absolute_expires_at.max(now + 1));
         let claims = AccessClaims {
@@ -52,11 +57,13 @@ impl App {
             jti: Uuid::now_v7().to_string(),
             sid: session.id.to_string(),
             client_id: session.client_id.clone(),
-            email: p.email.then(|| user.email.clone()),
-            username: p.username.then(|| user.username.clone()),
-            fullname: p.fullname.then(|| user.fullname.clone()),
-            legacy_id: p.legacy_id.then(|| user.legacy_id.clone()).flatten(),
-            email_verified: p.email.then_some(user.email_verified),
+            email: email.then(|| user.email.clone()),
+            username: profile_claims(p.username).then(|| user.username.clone()),
+            fullname: profile_claims(p.fullname).then(|| user.fullname.clone()),
+            legacy_id: (p.legacy_id && scope.is_none())
+                .then(|| user.legacy_id.clone())
+                .flatten(),
+            email_verified: email.then_some(user.email_verified),
             scope: session.scope.clone(),
         };
         let access_token = self.key_set().signing_key().sign(&claims).map_err(|e| {

@@ -839,6 +839,12 @@ async fn a_third_party_token_reads_userinfo_and_nothing_of_the_account() {
         .await
         .unwrap();
     let access = t["access_token"].as_str().unwrap();
+    // Its access token carries no profile claims the scopes do not allow.
+    let (_, ac) = claims(access);
+    assert_eq!(ac["scope"], "openid");
+    for claim in ["email", "email_verified", "username", "fullname"] {
+        assert!(ac.get(claim).is_none(), "{claim} in {ac}");
+    }
     let info = s.get_auth("/oauth/userinfo", access).await;
     assert_eq!(info.status(), StatusCode::OK);
     let info: Value = info.json().await.unwrap();
