@@ -77,9 +77,7 @@ impl App {
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
         validate::new_password(&password, &[&email, &username])?;
-        if self.hasher.saturated() {
-            return Err(AppError::overloaded());
-        }
+        self.hasher.admit_or_refuse().await?;
         if !caller.operator {
             self.throttle_ip("register", self.settings.throttle.register_ip, caller)
                 .await?;
@@ -143,9 +141,7 @@ impl App {
         }
         // A flood beyond the hash pool is refused before any database work; then
         // the attempt is counted: a throttled one costs no lookup and no hash.
-        if self.hasher.saturated() {
-            return Err(AppError::overloaded());
-        }
+        self.hasher.admit_or_refuse().await?;
         self.throttle_login(login, caller).await?;
         let key = validate::login_key(login);
         let record = match &key {

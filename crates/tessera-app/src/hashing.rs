@@ -39,6 +39,10 @@ impl HashSettings {
     }
 }
 
+/// How long a request the full hash pool refuses waits for its 503: a login flood
+/// then costs each connection a pause instead of the server a core.
+pub const SATURATED_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub struct PasswordHasher {
     params: Params,
     admit: Arc<Semaphore>,
@@ -157,6 +161,17 @@ impl PasswordHasher {
         self.admit.available_permits() == 0
     }
 
+    /// `Err(overloaded)` when [`PasswordHasher::saturated`], answered after
+    /// [`SATURATED_PAUSE`]: a flood beyond the pool is refused, but slowly enough
+    /// that answering it does not take the CPU the hashes in the pool need.
+    pub async fn admit_or_refuse(&self) -> Result<(), AppError> {
+        if !self.saturated() {
+            return Ok(());
+        }
+        tokio::time::sleep(SATURATED_PAUSE).await;
+        Err(AppError::overloaded())
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, AppError> {
         let params = self.params.clone();
         self.on_pool(move || {
@@ -264,7 +279,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_flood_beyond_workers_and_queue_is_refused_at_once() {
+    async fn a_flood_beyond_workers_and_queue_is_refused() {
         let h = Arc::new(slow(1, 2));
         let tasks: Vec<_> = (0..20)
             .map(|_| {
@@ -284,6 +299,37 @@ mod tests {
             refused >= 10,
             "at most 1 running + 2 queued admitted: {refused}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_the_full_pool_refuses_is_answered_after_a_pause() {
+        let h = Arc::new(slow(1, 1));
+        assert!(h.admit_or_refuse().await.is_ok(), "an idle pool admits");
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify("pw".into(), None).await })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !h.saturated() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool never filled"
+            );
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let e = h.admit_or_refuse().await.unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Overloaded);
+        assert!(
+            started.elapsed() >= SATURATED_PAUSE,
+            "{:?}",
+            started.elapsed()
+        );
+        for t in busy {
+            let _ = t.await;
+        }
     }
 }
 

@@ -533,9 +533,7 @@ impl App {
         }
         validate::new_password(&new_password, &[&record.user.email, &record.user.username])
             .map_err(|e| AppError::invalid_request(format!("new_{e}")))?;
-        if self.hasher.saturated() {
-            return Err(AppError::overloaded());
-        }
+        self.hasher.admit_or_refuse().await?;
         let t = self.use_link(token, &[TokenPurpose::ResetPassword]).await?;
         let password_hash = self.hasher.hash(new_password).await?;
         self.replace_password(
@@ -702,9 +700,7 @@ impl App {
             }
             _ => return Err(invalid_link()),
         }
-        if self.hasher.saturated() {
-            return Err(AppError::overloaded());
-        }
+        self.hasher.admit_or_refuse().await?;
         self.throttle_ip("register", self.settings.throttle.register_ip, caller)
             .await?;
         let password_hash = self.hasher.hash(password).await?;
