@@ -39,6 +39,12 @@ impl HashSettings {
     }
 }
 
+/// The refusal of a full pool, after [`SATURATED_PAUSE`].
+async fn refuse() -> AppError {
+    tokio::time::sleep(SATURATED_PAUSE).await;
+    AppError::overloaded()
+}
+
 /// How long a request the full hash pool refuses waits for its 503: a login flood
 /// then costs each connection a pause instead of the server a core.
 pub const SATURATED_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -128,11 +134,9 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let admitted = self
-            .admit
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AppError::overloaded())?;
+        let Ok(admitted) = self.admit.clone().try_acquire_owned() else {
+            return Err(refuse().await);
+        };
         let running = self
             .run
             .clone()
@@ -168,8 +172,7 @@ impl PasswordHasher {
         if !self.saturated() {
             return Ok(());
         }
-        tokio::time::sleep(SATURATED_PAUSE).await;
-        Err(AppError::overloaded())
+        Err(refuse().await)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, AppError> {
