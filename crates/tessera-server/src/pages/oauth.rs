@@ -140,14 +140,16 @@ fn redirect(status: StatusCode, to: &str) -> Response {
     r
 }
 
-/// An error of the server (not of the request) as a page.
+/// An error of the server (not of the request) as a page, through the pages'
+/// one refusal page (its status, and `Retry-After` when the server is busy).
 fn unavailable(e: AppError) -> Response {
-    let api = ApiError::from(e);
-    page(
-        api.status,
+    let description = ApiError::from(e.clone()).description;
+    super::refusal(
+        &e,
         "Something went wrong",
-        Notice::Error(&api.description),
+        &description,
         "",
+        &Layout::default(),
     )
 }
 
