@@ -6,6 +6,8 @@
 //   node browser_pages.mjs forgot  PAGE_URL EMAIL        SCREENSHOT_DIR
 //   node browser_pages.mjs reset   LINK     WEAK STRONG  SCREENSHOT_DIR
 //   node browser_pages.mjs confirm LINK                  SCREENSHOT_DIR
+//   node browser_pages.mjs signup  SITE EMAIL USERNAME PASSWORD SCREENSHOT_DIR
+//   node browser_pages.mjs signin  SITE LOGIN PASSWORD   SCREENSHOT_DIR
 import { launchChromium } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import { join } from 'node:path';
 const [mode, url, ...rest] = process.argv.slice(2);
 const shots = rest.at(-1);
 if (!mode || !url || !shots) {
-  console.error('usage: node browser_pages.mjs forgot|reset|confirm URL [ARGS...] SCREENSHOT_DIR');
+  console.error('usage: node browser_pages.mjs forgot|reset|confirm|signup|signin URL [ARGS...] SCREENSHOT_DIR');
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
@@ -41,24 +43,49 @@ async function typeAndSubmit(page, text) {
   return response;
 }
 
+// Fills the form's fields by id, then presses Enter in the last one.
+async function fillAndSubmit(page, fields) {
+  for (const [id, value] of Object.entries(fields)) {
+    await page.fill(`#${id}`, value);
+  }
+  const [response] = await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  return response;
+}
+
+// Signs in on SITE/signin; what the page answered and where the browser landed.
+async function signIn(page, site, login, password, shot) {
+  steps.signinForm = await seen(page, await page.goto(`${site}/signin`), `${shot}-form.png`);
+  const answer = await fillAndSubmit(page, { login, password });
+  steps.signedIn = await seen(page, answer, `${shot}.png`);
+  steps.signedIn.path = new URL(page.url()).pathname;
+}
+
 const steps = {};
 try {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 }, javaScriptEnabled: true });
   const page = await context.newPage();
-  const opened = await page.goto(url);
-  if (mode === 'forgot') {
+  if (mode === 'signup') {
+    // The sign-up page, then a sign-in before the address is confirmed.
+    const [email, username, password] = rest;
+    steps.form = await seen(page, await page.goto(`${url}/signup`), 'page-signup.png');
+    steps.sent = await seen(page, await fillAndSubmit(page, { email, username, password }), 'page-signup-sent.png');
+    await signIn(page, url, username, password, 'page-signin-unconfirmed');
+  } else if (mode === 'signin') {
+    const [login, password] = rest;
+    await signIn(page, url, login, password, 'page-signin-confirmed');
+  } else if (mode === 'forgot') {
     const [email] = rest;
-    steps.form = await seen(page, opened, 'page-forgot-password.png');
+    steps.form = await seen(page, await page.goto(url), 'page-forgot-password.png');
     steps.sent = await seen(page, await typeAndSubmit(page, email), 'page-forgot-password-sent.png');
   } else if (mode === 'reset') {
     const [weak, strong] = rest;
-    steps.form = await seen(page, opened, 'page-reset-password.png');
+    steps.form = await seen(page, await page.goto(url), 'page-reset-password.png');
     steps.refused = await seen(page, await typeAndSubmit(page, weak), 'page-reset-password-refused.png');
     // The form comes back with the field to correct; focus it as a user would.
     await page.focus('#new_password');
     steps.done = await seen(page, await typeAndSubmit(page, strong), 'page-reset-password-done.png');
   } else if (mode === 'confirm') {
-    steps.form = await seen(page, opened, 'page-verify-email.png');
+    steps.form = await seen(page, await page.goto(url), 'page-verify-email.png');
     // Tab to the one button and press it.
     await page.keyboard.press('Tab');
     steps.buttonFocused = await page.evaluate(() => document.activeElement?.tagName);

@@ -6,7 +6,7 @@ use crate::sessions::{Ending, SessionSet};
 use crate::{App, Caller, Issued};
 use tessera_core::model::{NewSession, NewUser, RevokeReason};
 use tessera_core::validate::{self, LoginKey};
-use tessera_core::{RefreshDecision, RejectReason, Session, StoreError, User, decide};
+use tessera_core::{RefreshDecision, RejectReason, Session, User, decide};
 use tessera_jose::{AccessClaims, TokenError};
 use uuid::Uuid;
 
@@ -77,6 +77,7 @@ impl App {
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
         validate::new_password(&password, &[&email, &username])?;
+        self.check_username_free(&username, &email).await?;
         self.hasher.admit_or_refuse().await?;
         if !caller.operator {
             self.throttle_ip("register", self.settings.throttle.register_ip, caller)
@@ -92,12 +93,10 @@ impl App {
             created_at: self.now(),
             legacy_id: None,
         };
-        let user = match self.store.create_user(new_user.clone()).await {
-            Err(StoreError::Conflict("email")) if self.hides_taken_addresses(caller) => {
-                return self.answer_taken_address(new_user, caller).await;
-            }
-            other => other?,
-        };
+        if self.hides_taken_addresses(caller) {
+            return self.sign_up_pending(new_user, caller).await;
+        }
+        let user = self.store.create_user(new_user).await?;
         let detail = caller.operator.then(|| "by operator".to_string());
         self.audit("register", Some(user.id), None, caller, detail)
             .await;
@@ -153,6 +152,15 @@ impl App {
         let record = match record {
             Some(r) if verified && !r.user.disabled => r,
             other => {
+                // A registration waiting for its confirmation: the password is
+                // checked against it only now, so a failed login costs the same
+                // whether or not an account holds the name or address.
+                if self.pending_registration_matches(&key, &password).await? {
+                    self.login_succeeded(login, caller).await;
+                    let detail = Some("registration not confirmed".to_string());
+                    self.audit("login_failed", None, None, caller, detail).await;
+                    return Err(crate::lifecycle::email_not_verified());
+                }
                 // The reason is for the operator's audit trail only; the caller
                 // gets the same answer in every case.
                 let reason = match &other {
@@ -175,10 +183,7 @@ impl App {
             let detail = Some("email not verified".to_string());
             self.audit("login_failed", Some(record.user.id), None, caller, detail)
                 .await;
-            return Err(AppError::new(
-                ErrorKind::EmailNotVerified,
-                "confirm your email address first: follow the link in the mail we sent, or ask for a new one",
-            ));
+            return Err(crate::lifecycle::email_not_verified());
         }
         let mut verified_hash = record.password_hash.clone();
         // Parameters changed since this hash was made: upgrade it while we hold the password.

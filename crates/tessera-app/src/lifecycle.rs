@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tessera_core::model::{NewUser, RevokeReason, UserPatch};
 use tessera_core::validate::{self, LoginKey};
-use tessera_core::{AccountToken, Session, StoreError, TokenPurpose, User};
+use tessera_core::{AccountToken, PendingUser, Session, StoreError, TokenPurpose, User};
 use uuid::Uuid;
 
 /// Who may create an account through `POST /v1/auth/register`.
@@ -111,6 +111,29 @@ fn compose(subject: &str, paragraphs: &[String], link: Option<(&str, &str)>) -> 
     }
 }
 
+/// Login with the right password to an address not yet confirmed, under
+/// verification `required`.
+pub(crate) fn email_not_verified() -> AppError {
+    AppError::new(
+        crate::ErrorKind::EmailNotVerified,
+        "confirm your email address first: follow the link in the mail we sent (registering again sends a new one)",
+    )
+}
+
+/// The mail that asks to confirm an address, with its link.
+fn verification_mail(username: &str, url: &str) -> Composed {
+    compose(
+        "Confirm your email address",
+        &[
+            format!("Hello {username},"),
+            "please confirm that this is your email address. The link works once, for 24 hours."
+                .into(),
+            "If you did not create an account, ignore this mail.".into(),
+        ],
+        Some(("Confirm my email address", url)),
+    )
+}
+
 fn invalid_link() -> AppError {
     AppError::invalid_link("this link is invalid or was already used; ask for a new one")
 }
@@ -191,16 +214,8 @@ impl App {
             )
             .await?;
         let url = self.page_url("/account/verify-email", &token);
-        let mail = compose(
-            "Confirm your email address",
-            &[
-                format!("Hello {},", user.username),
-                "please confirm that this is your email address. The link works once, for 24 hours.".into(),
-                "If you did not create an account, ignore this mail.".into(),
-            ],
-            Some(("Confirm my email address", &url)),
-        );
-        self.queue_mail(&user.email, mail).await
+        self.queue_mail(&user.email, verification_mail(&user.username, &url))
+            .await
     }
 
     /// `POST /v1/me/email/verify`: mails a new verification link.
@@ -232,6 +247,19 @@ impl App {
     /// taken meanwhile), links mailed to the old one stop working, and the old one
     /// is told.
     pub async fn confirm_email(&self, token: &str, caller: &Caller) -> AppResult<User> {
+        // A registration waiting for this link becomes its account now.
+        if token.len() == 64
+            && let Some(user) = self
+                .store
+                .complete_pending_user(&token_hash(token), self.now())
+                .await?
+        {
+            self.audit("register", Some(user.id), None, caller, None)
+                .await;
+            self.audit("email_verified", Some(user.id), None, caller, None)
+                .await;
+            return Ok(user);
+        }
         let t = self
             .use_link(
                 token,
@@ -336,12 +364,13 @@ impl App {
         }
         self.throttle_ip("register", self.settings.throttle.register_ip, caller)
             .await?;
-        if self
+        let taken = self
             .store
             .find_user_for_login(&LoginKey::Email(key))
             .await?
-            .is_some()
-        {
+            .is_some();
+        let hidden = self.hides_taken_addresses(caller);
+        if taken && !hidden {
             return Err(StoreError::Conflict("email").into());
         }
         if !self
@@ -354,6 +383,18 @@ impl App {
             .await?
         {
             return Err(AppError::rate_limited(MAIL_PER_ACCOUNT.window.secs()));
+        }
+        // Answered like a free address: no link, since none could complete.
+        if taken {
+            self.audit(
+                "email_change_taken_address",
+                Some(user.id),
+                Some(session.id),
+                caller,
+                None,
+            )
+            .await;
+            return Ok(());
         }
         let token = self
             .issue_link(TokenPurpose::ChangeEmail, Some(user.id), &email, VERIFY_TTL)
@@ -570,54 +611,58 @@ impl App {
         self.queue_mail(&u.email, mail).await
     }
 
-    /// Whether a registration of a taken address is answered like a new one
-    /// (contract §10.5): with verification `required`, where nobody can sign in
-    /// with an address they have not confirmed.
+    /// Whether a taken address is answered like a free one, at registration and
+    /// at an email change (contract §10.5): with verification `required`, where
+    /// nobody signs in with an address they have not confirmed.
     pub(crate) fn hides_taken_addresses(&self, caller: &Caller) -> bool {
         !caller.operator && self.settings.email_verification == EmailVerification::Required
     }
 
-    /// A registration of an address that has an account: the answer is the one
-    /// a new account would get (the username's own conflict included), and the
-    /// owner of the address is mailed instead.
-    pub(crate) async fn answer_taken_address(
-        &self,
-        new: NewUser,
-        caller: &Caller,
-    ) -> AppResult<User> {
-        let by_name = LoginKey::Username(new.username.clone());
-        if self.store.find_user_for_login(&by_name).await?.is_some() {
+    /// Refuses a username an account holds, or a live pending registration of
+    /// another address (a newer registration of the same address replaces it).
+    pub(crate) async fn check_username_free(&self, username: &str, email: &str) -> AppResult<()> {
+        let name = LoginKey::Username(username.to_string());
+        if self.store.find_user_for_login(&name).await?.is_some() {
             return Err(StoreError::Conflict("username").into());
         }
+        if let Some(p) = self.store.find_pending_user(&name, self.now()).await?
+            && validate::email_key(&p.user.email) != validate::email_key(email)
+        {
+            return Err(StoreError::Conflict("username").into());
+        }
+        Ok(())
+    }
+
+    /// A registration under verification `required`: nothing is an account until
+    /// the address is confirmed. The username and address are reserved by a
+    /// pending registration, for a taken address as for a new one, so neither the
+    /// answer nor any later request (a login with this password answers 403
+    /// `email_not_verified` in both cases, the username stays taken) tells them
+    /// apart. A new address is mailed the link that creates the account; the
+    /// owner of a taken one is told instead, and nothing can confirm that record.
+    pub(crate) async fn sign_up_pending(&self, new: NewUser, caller: &Caller) -> AppResult<User> {
         let key = LoginKey::Email(validate::email_key(&new.email));
-        if let Some(owner) = self.store.find_user_for_login(&key).await? {
-            let owner = owner.user;
-            let throttled = !self
-                .throttle_account_mail(
-                    "register_taken",
-                    &format!("id:{}", owner.id),
-                    MAIL_PER_ACCOUNT,
-                    caller,
-                )
-                .await?;
-            if !throttled {
-                let url = format!(
-                    "{}/account/forgot-password",
-                    self.settings.issuer.trim_end_matches('/')
-                );
-                let mail = compose(
-                    "Someone tried to register with your address",
-                    &[
-                        format!("Hello {},", owner.username),
-                        "someone tried to create a new account with this email address, which already has your account. Nothing was changed.".into(),
-                        "If it was you and you forgot your password, you can reset it.".into(),
-                    ],
-                    Some(("Reset my password", &url)),
-                );
-                self.queue_mail(&owner.email, mail).await?;
+        let owner = self.store.find_user_for_login(&key).await?.map(|r| r.user);
+        let link = match owner {
+            None => Some(new_token()?),
+            Some(_) => None,
+        };
+        let pending = PendingUser {
+            user: new.clone(),
+            token_hash: link.as_ref().map(|(_, hash)| hash.clone()),
+            expires_at: new.created_at + VERIFY_TTL,
+        };
+        self.store.put_pending_user(&pending).await?;
+        match (owner, link) {
+            (Some(owner), _) => self.tell_owner_of_taken_address(&owner, caller).await?,
+            (None, Some((token, _))) => {
+                let url = self.page_url("/account/verify-email", &token);
+                self.queue_mail(&new.email, verification_mail(&new.username, &url))
+                    .await?;
+                self.audit("register_pending", None, None, caller, None)
+                    .await;
             }
-            self.audit("register_taken_address", Some(owner.id), None, caller, None)
-                .await;
+            (None, None) => {}
         }
         Ok(User {
             id: new.id,
@@ -629,6 +674,57 @@ impl App {
             legacy_id: None,
             email_verified: false,
         })
+    }
+
+    /// Whether `password` is the one of a live pending registration of this
+    /// address or username (checked only after the account's own check failed).
+    pub(crate) async fn pending_registration_matches(
+        &self,
+        key: &LoginKey,
+        password: &str,
+    ) -> AppResult<bool> {
+        let pending = match key {
+            LoginKey::Email(e) if e.is_empty() => None,
+            _ => self.store.find_pending_user(key, self.now()).await?,
+        };
+        match pending {
+            Some(p) => Ok(self
+                .hasher
+                .verify(password.to_string(), Some(p.user.password_hash))
+                .await?),
+            None => Ok(false),
+        }
+    }
+
+    /// Mails the owner of an address someone tried to register again.
+    async fn tell_owner_of_taken_address(&self, owner: &User, caller: &Caller) -> AppResult<()> {
+        let throttled = !self
+            .throttle_account_mail(
+                "register_taken",
+                &format!("id:{}", owner.id),
+                MAIL_PER_ACCOUNT,
+                caller,
+            )
+            .await?;
+        if !throttled {
+            let url = format!(
+                "{}/account/forgot-password",
+                self.settings.issuer.trim_end_matches('/')
+            );
+            let mail = compose(
+                "Someone tried to register with your address",
+                &[
+                    format!("Hello {},", owner.username),
+                    "someone tried to create a new account with this email address, which already has your account. Nothing was changed.".into(),
+                    "If it was you and you forgot your password, you can reset it.".into(),
+                ],
+                Some(("Reset my password", &url)),
+            );
+            self.queue_mail(&owner.email, mail).await?;
+        }
+        self.audit("register_taken_address", Some(owner.id), None, caller, None)
+            .await;
+        Ok(())
     }
 
     /// `tessera user invite EMAIL`: with `signup = invite`, mails a single-use
@@ -689,6 +785,7 @@ impl App {
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
         validate::new_password(&password, &[&email, &username])?;
+        self.check_username_free(&username, &email).await?;
         let hash = token_hash(invitation);
         match self.store.get_account_token(&hash).await? {
             Some(t) if t.purpose == TokenPurpose::Invite && invitation.len() == 64 => {

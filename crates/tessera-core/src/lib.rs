@@ -11,7 +11,7 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::{
-    AccountToken, Client, Grant, NewSession, NewUser, OutboxKind, QueuedMail, Session,
+    AccountToken, Client, Grant, NewSession, NewUser, OutboxKind, PendingUser, QueuedMail, Session,
     TokenPurpose, User, UserPatch, UserRecord,
 };
 pub use refresh_token::{RefreshToken, RefreshTokenCodec};

@@ -26,7 +26,7 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
     pub id: Uuid,
     pub email: String,
@@ -275,6 +275,18 @@ impl TokenPurpose {
         .into_iter()
         .find(|p| p.as_str() == s)
     }
+}
+
+/// A registration waiting for its address to be confirmed (email verification
+/// `required`): the username and the address are reserved, and the account is
+/// created, as `user`, when the mailed link is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUser {
+    pub user: NewUser,
+    /// SHA-256 (hex) of the mailed link's token; none when the address already
+    /// has an account (its owner was told instead, and nothing can confirm it).
+    pub token_hash: Option<String>,
+    pub expires_at: i64,
 }
 
 /// A single-use token sent by mail. Only its SHA-256 (`hash`, hex) is stored.

@@ -65,6 +65,21 @@ pub trait Store: Send + Sync + 'static {
     /// address whose key is `email_key`. Returns whether it did.
     async fn set_email_verified(&self, id: Uuid, email_key: &str, at: i64) -> StoreResult<bool>;
 
+    // Registrations waiting for their address to be confirmed
+    /// Stores a pending registration, in one transaction: drops the expired ones
+    /// and an earlier one for the same address (the newer replaces it), and
+    /// refuses a username an account or another live pending registration holds
+    /// (`Conflict("username")`).
+    async fn put_pending_user(&self, pending: &PendingUser) -> StoreResult<()>;
+    /// The live pending registration (`expires_at > now`) of this address or username.
+    async fn find_pending_user(&self, key: &LoginKey, now: i64)
+    -> StoreResult<Option<PendingUser>>;
+    /// Creates the account a live pending registration with this link waits for,
+    /// its address confirmed at `now`, and drops the pending record, in one
+    /// transaction. `None`: no such live registration. A username or address an
+    /// account took meanwhile is a `Conflict` and keeps the record.
+    async fn complete_pending_user(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>>;
+
     // Single-use mailed tokens
     async fn insert_account_token(&self, token: AccountToken) -> StoreResult<()>;
     /// Reads a token without using it.
@@ -198,8 +213,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<AuditEvent>>;
 
     /// Housekeeping: drops sessions ended before `sessions_before`, revocation rows
-    /// past their window, expired throttle windows and audit events before
-    /// `audit_before`.
+    /// past their window, expired throttle windows, links and pending
+    /// registrations, and audit events before `audit_before`.
     async fn prune(
         &self,
         now: i64,

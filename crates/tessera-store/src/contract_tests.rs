@@ -151,6 +151,8 @@ contract!(
     mail_is_claimed_once_and_retried_until_delivered,
     consents_are_kept_per_user_and_client,
     child_sessions_are_the_live_ones_opened_from_a_session,
+    pending_registrations_reserve_their_name_and_address,
+    a_pending_registration_becomes_a_confirmed_account_once,
 );
 
 // Backend-specific checks that do not fit the `&dyn Store` shape.
@@ -1263,6 +1265,131 @@ async fn prune_drops_only_what_has_ended(s: &dyn Store) {
     assert!(s.get_session(old).await.unwrap().is_none());
     assert!(s.get_session(live).await.unwrap().is_some());
     assert_eq!(s.list_audit(None, 0, 10).await.unwrap().len(), 1);
+}
+
+fn pending(email: &str, username: &str, token: Option<&str>, at: i64) -> PendingUser {
+    PendingUser {
+        user: NewUser {
+            created_at: at,
+            password_hash: format!("hash of {username}"),
+            ..new_user(email, username)
+        },
+        token_hash: token.map(str::to_string),
+        expires_at: at + 86_400,
+    }
+}
+
+async fn pending_registrations_reserve_their_name_and_address(s: &dyn Store) {
+    user(s, "owner").await;
+    let p = pending("Penny@Example.com", "penny", Some("t1"), T0);
+    s.put_pending_user(&p).await.unwrap();
+    // Found by address (its key) and by username while live, not after.
+    for key in ["penny@example.com", "PENNY"] {
+        let found = s.find_pending_user(&login_key(key), T0 + 10).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&p), "{key}");
+    }
+    let later = s.find_pending_user(&login_key("penny"), T0 + 86_400).await;
+    assert_eq!(later.unwrap(), None);
+    assert_eq!(
+        s.find_pending_user(&login_key("nobody"), T0).await.unwrap(),
+        None
+    );
+    // A username held by an account or by another address's registration is
+    // refused, and the earlier record stays.
+    for taken in ["owner", "penny"] {
+        let other = pending("other@example.com", taken, Some("t2"), T0 + 1);
+        let e = s.put_pending_user(&other).await.unwrap_err();
+        assert!(
+            matches!(e, StoreError::Conflict("username")),
+            "{taken}: {e:?}"
+        );
+    }
+    assert_eq!(
+        s.find_pending_user(&login_key("penny"), T0 + 1)
+            .await
+            .unwrap(),
+        Some(p.clone())
+    );
+    // A newer registration of the same address replaces the older one and
+    // frees its username; an address with an account may be pending too.
+    let newer = pending("penny@EXAMPLE.com", "penelope", Some("t3"), T0 + 2);
+    s.put_pending_user(&newer).await.unwrap();
+    assert_eq!(
+        s.find_pending_user(&login_key("penny"), T0 + 2)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_pending_user(&login_key("penny@example.com"), T0 + 2)
+            .await
+            .unwrap(),
+        Some(newer.clone())
+    );
+    let at_owner = pending("owner@example.com", "penny", None, T0 + 3);
+    s.put_pending_user(&at_owner).await.unwrap();
+    // An expired registration holds nothing.
+    let late = T0 + 2 + 86_400;
+    let reuse = pending("late@example.com", "penelope", Some("t4"), late);
+    s.put_pending_user(&reuse).await.unwrap();
+    // Housekeeping drops what has expired.
+    s.prune(T0 + 3 + 86_400, 0, 0).await.unwrap();
+    let gone = s
+        .find_pending_user(&login_key("owner@example.com"), T0)
+        .await;
+    assert_eq!(gone.unwrap(), None);
+    assert_eq!(
+        s.find_pending_user(&login_key("penelope"), late)
+            .await
+            .unwrap(),
+        Some(reuse)
+    );
+}
+
+async fn a_pending_registration_becomes_a_confirmed_account_once(s: &dyn Store) {
+    let p = pending("cora@example.com", "cora", Some("c1"), T0);
+    s.put_pending_user(&p).await.unwrap();
+    // An expired link creates nothing.
+    assert_eq!(
+        s.complete_pending_user("c1", T0 + 86_400).await.unwrap(),
+        None
+    );
+    let done = join_all((0..6).map(|_| s.complete_pending_user("c1", T0 + 60))).await;
+    let made: Vec<User> = done.into_iter().filter_map(Result::unwrap).collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "exactly one confirmation creates the account"
+    );
+    let u = &made[0];
+    assert_eq!((u.id, u.email_verified), (p.user.id, true));
+    let record = s.get_user(p.user.id).await.unwrap().unwrap();
+    assert_eq!(record.user, *u);
+    assert_eq!(record.password_hash, "hash of cora");
+    assert_eq!(
+        s.find_pending_user(&login_key("cora"), T0 + 60)
+            .await
+            .unwrap(),
+        None
+    );
+    // A username an account took meanwhile keeps the record and says so.
+    let q = pending("quinn@example.com", "quinn", Some("q1"), T0);
+    s.put_pending_user(&q).await.unwrap();
+    s.create_user(new_user("else@example.com", "quinn"))
+        .await
+        .unwrap();
+    let e = s.complete_pending_user("q1", T0 + 1).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict("username")), "{e:?}");
+    assert!(
+        s.find_pending_user(&login_key("quinn@example.com"), T0 + 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        s.complete_pending_user("unknown", T0 + 1).await.unwrap(),
+        None
+    );
 }
 
 async fn active_sessions_are_counted(s: &dyn Store) {

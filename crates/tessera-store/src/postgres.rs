@@ -2,7 +2,8 @@
 
 use crate::pg_conn::{Db, parse_target};
 use crate::rows::{
-    TOKEN_COLUMNS, audit_from, mail_from, record_from, session_from, token_from, user_from,
+    TOKEN_COLUMNS, audit_from, mail_from, pending_from, record_from, session_from, token_from,
+    user_from,
 };
 use crate::{map_err, rows};
 use async_trait::async_trait;
@@ -42,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "oidc",
         include_str!("../migrations/postgres/0005_oidc.sql"),
+    ),
+    (
+        6,
+        "pending_users",
+        include_str!("../migrations/postgres/0006_pending_users.sql"),
     ),
 ];
 
@@ -569,6 +575,112 @@ impl Store for PostgresStore {
         .await
         .map_err(|e| self.db.err(e))?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn put_pending_user(&self, p: &PendingUser) -> StoreResult<()> {
+        let u = &p.user;
+        let key = tessera_core::validate::email_key(&u.email);
+        let err = |e| self.db.err(e);
+        let mut tx = self.db.begin().await?;
+        self.q(
+            "DELETE FROM pending_users WHERE expires_at <= $1 AND (email_key = $2 OR username = $3)",
+        )
+        .bind(u.created_at)
+        .bind(&key)
+        .bind(&u.username)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if self
+            .q("SELECT 1 FROM users WHERE username = $1")
+            .bind(&u.username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .is_some()
+        {
+            return Err(StoreError::Conflict("username"));
+        }
+        self.q(
+            "INSERT INTO pending_users (id, email, email_key, username, fullname, password_hash, \
+             token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (email_key) DO UPDATE SET id = excluded.id, email = excluded.email, \
+             username = excluded.username, fullname = excluded.fullname, \
+             password_hash = excluded.password_hash, token_hash = excluded.token_hash, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(u.id)
+        .bind(&u.email)
+        .bind(&key)
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(&p.token_hash)
+        .bind(u.created_at)
+        .bind(p.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn find_pending_user(
+        &self,
+        key: &LoginKey,
+        now: i64,
+    ) -> StoreResult<Option<PendingUser>> {
+        let (sql, value) = match key {
+            LoginKey::Email(e) => (
+                "SELECT id, email, username, fullname, password_hash, token_hash, created_at, expires_at \
+                 FROM pending_users WHERE email_key = $1 AND expires_at > $2",
+                e,
+            ),
+            LoginKey::Username(u) => (
+                "SELECT id, email, username, fullname, password_hash, token_hash, created_at, expires_at \
+                 FROM pending_users WHERE username = $1 AND expires_at > $2",
+                u,
+            ),
+        };
+        let row = self
+            .q(sql)
+            .bind(value)
+            .bind(now)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        row.as_ref().map(pending_from).transpose()
+    }
+
+    async fn complete_pending_user(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>> {
+        let err = |e| self.db.err(e);
+        let mut tx = self.db.begin().await?;
+        let row = self
+            .q("DELETE FROM pending_users WHERE token_hash = $1 AND expires_at > $2 \
+                RETURNING id, email, username, fullname, password_hash, token_hash, created_at, expires_at")
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        let Some(u) = row.as_ref().map(pending_from).transpose()?.map(|p| p.user) else {
+            return Ok(None);
+        };
+        self.q(
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
+             created_at, updated_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+        )
+        .bind(u.id)
+        .bind(&u.email)
+        .bind(tessera_core::validate::email_key(&u.email))
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(rows::confirmed_user(u, now)))
     }
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
@@ -1307,11 +1419,16 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.db.err(e))?
             .rows_affected();
-        self.q("DELETE FROM account_tokens WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.db)
-            .await
-            .map_err(|e| self.db.err(e))?;
+        for sql in [
+            "DELETE FROM account_tokens WHERE expires_at <= $1",
+            "DELETE FROM pending_users WHERE expires_at <= $1",
+        ] {
+            self.q(sql)
+                .bind(now)
+                .execute(&self.db)
+                .await
+                .map_err(|e| self.db.err(e))?;
+        }
         Ok(PruneReport {
             sessions,
             revocations,

@@ -7,8 +7,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tessera_core::StoreError;
 use tessera_core::model::{
-    AccountToken, AuditEvent, Client, Grant, OutboxKind, QueuedMail, Revocation, Session,
-    StoredKey, ThrottleState, TokenPurpose, User, UserRecord,
+    AccountToken, AuditEvent, Client, Grant, NewUser, OutboxKind, PendingUser, QueuedMail,
+    Revocation, Session, StoredKey, ThrottleState, TokenPurpose, User, UserRecord,
 };
 use tessera_core::store::StoreResult;
 use uuid::Uuid;
@@ -229,6 +229,41 @@ pub(crate) fn token_from(row: &impl DomainRow) -> StoreResult<AccountToken> {
 /// The columns `token_from` reads.
 pub(crate) const TOKEN_COLUMNS: &str =
     "token_hash, purpose, user_id, email, created_at, expires_at, data";
+
+/// A registration waiting for its confirmation (`pending_users` row).
+pub(crate) fn pending_from(row: &impl DomainRow) -> StoreResult<PendingUser> {
+    Ok(PendingUser {
+        user: NewUser {
+            id: row.id("id")?,
+            email: row.text("email")?,
+            username: row.text("username")?,
+            fullname: row.text("fullname")?,
+            password_hash: row.text("password_hash")?,
+            created_at: row.int("created_at")?,
+            legacy_id: None,
+        },
+        token_hash: row.opt_text("token_hash")?,
+        expires_at: row.int("expires_at")?,
+    })
+}
+
+/// The account a confirmed pending registration became at `now`.
+pub(crate) fn confirmed_user(u: NewUser, now: i64) -> User {
+    User {
+        id: u.id,
+        email: u.email,
+        username: u.username,
+        fullname: u.fullname,
+        created_at: now,
+        disabled: false,
+        legacy_id: None,
+        email_verified: true,
+    }
+}
+
+/// The columns `pending_from` reads.
+pub(crate) const PENDING_COLUMNS: &str =
+    "id, email, username, fullname, password_hash, token_hash, created_at, expires_at";
 
 /// A queued mail (`mail_queue` row); `attempts` as a 64-bit integer.
 pub(crate) fn mail_from(row: &impl DomainRow) -> StoreResult<QueuedMail> {

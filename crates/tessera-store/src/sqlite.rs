@@ -2,8 +2,8 @@
 //! pool of readers, in WAL mode so readers never wait for the writer.
 
 use crate::rows::{
-    DomainRow, TOKEN_COLUMNS, audit_from, mail_from, record_from, session_from, token_from,
-    user_from,
+    DomainRow, PENDING_COLUMNS, TOKEN_COLUMNS, audit_from, mail_from, pending_from, record_from,
+    session_from, token_from, user_from,
 };
 use crate::sqlite_fast::FastPath;
 use crate::{map_err, rows};
@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "oidc",
         include_str!("../migrations/sqlite/0005_oidc.sql"),
+    ),
+    (
+        6,
+        "pending_users",
+        include_str!("../migrations/sqlite/0006_pending_users.sql"),
     ),
 ];
 
@@ -442,6 +447,108 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn put_pending_user(&self, p: &PendingUser) -> StoreResult<()> {
+        let u = &p.user;
+        let key = tessera_core::validate::email_key(&u.email);
+        // The first statement writes, so the write lock is taken at once.
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM pending_users WHERE expires_at <= ? AND (email_key = ? OR username = ?)",
+        )
+        .bind(u.created_at)
+        .bind(&key)
+        .bind(&u.username)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if sqlx::query("SELECT 1 FROM users WHERE username = ?")
+            .bind(&u.username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .is_some()
+        {
+            return Err(StoreError::Conflict("username"));
+        }
+        sqlx::query(
+            "INSERT INTO pending_users (id, email, email_key, username, fullname, password_hash, \
+             token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (email_key) DO UPDATE SET id = excluded.id, email = excluded.email, \
+             username = excluded.username, fullname = excluded.fullname, \
+             password_hash = excluded.password_hash, token_hash = excluded.token_hash, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.email)
+        .bind(&key)
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(&p.token_hash)
+        .bind(u.created_at)
+        .bind(p.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn find_pending_user(
+        &self,
+        key: &LoginKey,
+        now: i64,
+    ) -> StoreResult<Option<PendingUser>> {
+        let (column, value) = match key {
+            LoginKey::Email(e) => ("email_key", e),
+            LoginKey::Username(u) => ("username", u),
+        };
+        let sql = format!(
+            "SELECT {PENDING_COLUMNS} FROM pending_users WHERE {column} = ? AND expires_at > ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(pending_from).transpose()
+    }
+
+    async fn complete_pending_user(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>> {
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let sql = format!(
+            "DELETE FROM pending_users WHERE token_hash = ? AND expires_at > ? \
+             RETURNING {PENDING_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(u) = row.as_ref().map(pending_from).transpose()?.map(|p| p.user) else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
+             created_at, updated_at, email_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.email)
+        .bind(tessera_core::validate::email_key(&u.email))
+        .bind(&u.username)
+        .bind(&u.fullname)
+        .bind(&u.password_hash)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(rows::confirmed_user(u, now)))
     }
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
@@ -1152,11 +1259,16 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?
             .rows_affected();
-        sqlx::query("DELETE FROM account_tokens WHERE expires_at <= ?")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for sql in [
+            "DELETE FROM account_tokens WHERE expires_at <= ?",
+            "DELETE FROM pending_users WHERE expires_at <= ?",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         let throttle_rows =
             sqlx::query("DELETE FROM throttle WHERE window_start + window_len <= ?")
                 .bind(now)

@@ -88,7 +88,7 @@ pub(crate) fn explain(e: &AppError) -> String {
             for_people(&e.description)
         ),
         ErrorKind::EmailNotVerified => {
-            "Confirm your email address first: follow the link in the mail we sent you.".into()
+            "Confirm your email address first: follow the link in the mail we sent you. It works for 24 hours; signing up again sends a new one.".into()
         }
         _ => sentence(named_field(&e.description)),
     }

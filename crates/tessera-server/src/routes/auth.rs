@@ -53,10 +53,10 @@ pub struct RegisterBody {
     tag = "auth",
     request_body = RegisterBody,
     responses(
-        (status = 201, description = "The new user", body = UserResponse),
+        (status = 201, description = "The new user; with email verification `required`, the account it becomes once the mailed link is followed (nothing signs in before)", body = UserResponse),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or a field breaks its rule; `invalid_link`: the invitation is unknown, used, expired or for another address", body = ErrorBody),
         (status = 403, description = "`signup_closed`: sign-up is closed or needs an invitation on this server", body = ErrorBody),
-        (status = 409, description = "`conflict`: the email or username is taken", body = ErrorBody),
+        (status = 409, description = "`conflict`: the username is taken, or the email (with email verification `required`, a taken email is answered 201 like a free one)", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),

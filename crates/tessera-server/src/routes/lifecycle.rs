@@ -176,7 +176,7 @@ pub struct EmailChangeBody {
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, the email is malformed, or it is already the account's address", body = ErrorBody),
         (status = 401, description = "`invalid_token`", body = ErrorBody),
         (status = 403, description = "`forbidden`: the current password is missing (and the sign-in is older than 5 minutes) or incorrect; `csrf`: an access cookie sent from another site", body = ErrorBody),
-        (status = 409, description = "`conflict`: the address has an account", body = ErrorBody),
+        (status = 409, description = "`conflict`: the address has an account (with email verification `required`, a taken address is answered 202 and mailed nothing)", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: the registration limit of this client address, the login limits (password checks), or 3 links per account in 15 minutes", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),

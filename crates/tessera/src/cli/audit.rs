@@ -64,8 +64,16 @@ pub const EVENT_KINDS: &[(&str, &str)] = &[
         "an operator mailed an invitation to sign up (`tessera user invite`)",
     ),
     (
+        "register_pending",
+        "a registration waits for its address to be confirmed (email verification `required`)",
+    ),
+    (
         "register_taken_address",
         "a registration named an address that has an account; its owner was mailed",
+    ),
+    (
+        "email_change_taken_address",
+        "an email change named an address that has an account; answered like a free one",
     ),
     (
         "account_delete_failed",

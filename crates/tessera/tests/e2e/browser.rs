@@ -172,6 +172,106 @@ async fn a_page_on_a_trusted_origin_signs_in_and_other_origins_are_blocked() {
     println!("{shown}");
 }
 
+/// A server mailing to `smtp` whose issuer (in the mailed links) is its own
+/// address as a browser reaches it; returns it and that issuer.
+async fn mailing_server(
+    smtp: &crate::mailbox::SmtpServer,
+    verification: tessera_app::EmailVerification,
+) -> (TestServer, String) {
+    let port = free_port();
+    let issuer = format!("http://localhost:{port}");
+    let s = TestServer::start_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.issuer = Some(issuer.clone());
+        c.smtp_url = Some(smtp.url());
+        c.email_verification = verification;
+    })
+    .await;
+    (s, issuer)
+}
+
+/// With verification `required`, sign-up on the page creates nothing that signs
+/// in until the mailed link is followed in the browser; then signing in lands on
+/// the account page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_up_confirms_the_address_from_the_mail_and_signs_in() {
+    if !browser_ready() || !crate::mailbox::smtp_ready() {
+        return;
+    }
+    let smtp = crate::mailbox::SmtpServer::start();
+    let (s, issuer) = mailing_server(&smtp, tessera_app::EmailVerification::Required).await;
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    let shots_arg = shots.display().to_string();
+    let password = "amber kites above the quay";
+    let seen = browse_pages(vec![
+        "signup".into(),
+        issuer.clone(),
+        "rhea@example.com".into(),
+        "rhea".into(),
+        password.into(),
+        shots_arg.clone(),
+    ])
+    .await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["form"]["status"], 200, "{shown}");
+    assert_eq!(seen["sent"]["status"], 201, "{shown}");
+    assert_eq!(seen["sent"]["heading"], "Check your mail", "{shown}");
+    assert_eq!(seen["signedIn"]["status"], 403, "{shown}");
+    assert_eq!(seen["signedIn"]["path"], "/signin", "{shown}");
+    assert!(
+        seen["signedIn"]["notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Confirm your email address first"),
+        "{shown}"
+    );
+    let link = smtp
+        .wait_for("rhea@example.com", 1)
+        .await
+        .link("/account/verify-email");
+    let seen = browse_pages(vec!["confirm".into(), link, shots_arg.clone()]).await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["done"]["status"], 200, "{shown}");
+    assert!(
+        seen["done"]["notice"]
+            .as_str()
+            .unwrap()
+            .contains("rhea@example.com is confirmed"),
+        "{shown}"
+    );
+    let seen = browse_pages(vec![
+        "signin".into(),
+        issuer,
+        "rhea".into(),
+        password.into(),
+        shots_arg,
+    ])
+    .await;
+    let shown = serde_json::to_string_pretty(&seen).unwrap();
+    assert_eq!(seen["signedIn"]["status"], 200, "{shown}");
+    assert_eq!(seen["signedIn"]["path"], "/account", "{shown}");
+    assert!(
+        seen["signedIn"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("rhea@example.com"),
+        "{shown}"
+    );
+    for png in [
+        "page-signup.png",
+        "page-signup-sent.png",
+        "page-signin-unconfirmed.png",
+        "page-signin-confirmed.png",
+    ] {
+        let size = std::fs::metadata(shots.join(png)).unwrap().len();
+        assert!(size > 1000, "{png}: {size} bytes");
+    }
+    // The JSON API agrees: the account exists now, its address confirmed.
+    let t = s.login_with("rhea", password).await;
+    let me: serde_json::Value = s.get_auth("/v1/me", &t.access).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+}
+
 /// Runs `tests/interop/browser_pages.mjs` with `args`; returns what it saw.
 async fn browse_pages(mut args: Vec<String>) -> Value {
     args.insert(0, "browser_pages.mjs".into());
@@ -206,14 +306,7 @@ async fn a_browser_resets_a_password_and_confirms_an_address_from_the_mailed_lin
         return;
     }
     let smtp = crate::mailbox::SmtpServer::start();
-    let port = free_port();
-    let issuer = format!("http://localhost:{port}");
-    let s = TestServer::start_with(|c| {
-        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        c.issuer = Some(issuer.clone());
-        c.smtp_url = Some(smtp.url());
-    })
-    .await;
+    let (s, issuer) = mailing_server(&smtp, tessera_app::EmailVerification::Optional).await;
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     let shots_arg = shots.display().to_string();
     s.user("bea").await;

@@ -729,32 +729,50 @@ async fn a_password_change_voids_a_pending_address_change() {
     assert_eq!(me["user"]["email"], "olga@example.com");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_required_verification_a_taken_address_registers_like_a_new_one_and_its_owner_is_told()
-{
-    if !smtp_ready() {
-        return;
-    }
-    let smtp = SmtpServer::start();
+/// A server with verification `required` mailing to `smtp`, and `owen`, whose
+/// address is confirmed (his password is [`PASSWORD`]).
+async fn required_with_owen(smtp: &SmtpServer) -> TestServer {
     let s = TestServer::start_with(|c| {
         c.smtp_url = Some(smtp.url());
         c.email_verification = EmailVerification::Required;
     })
     .await;
     s.register("owen").await;
-    smtp.wait_for("owen@example.com", 1).await;
-    let fresh = s
-        .post(
-            "/v1/auth/register",
-            json!({"email": "fresh@example.com", "username": "fresh", "password": PASSWORD}),
-        )
+    let token = smtp
+        .wait_for("owen@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": token}))
         .await;
-    let taken = s
-        .post(
+    assert_eq!(r.status(), StatusCode::OK);
+    s
+}
+
+async fn login_as(s: &TestServer, login: &str, password: &str) -> reqwest::Response {
+    s.post(
+        "/v1/auth/login",
+        json!({"login": login, "password": password, "delivery": "body"}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_required_verification_a_taken_address_registers_and_answers_like_a_new_one() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = required_with_owen(&smtp).await;
+    let register = |email: &'static str, username: &'static str, password: &'static str| {
+        s.post(
             "/v1/auth/register",
-            json!({"email": "OWEN@example.com", "username": "mallory", "password": PASSWORD}),
+            json!({"email": email, "username": username, "password": password}),
         )
-        .await;
+    };
+    // Mallory does not know whether owen@example.com has an account.
+    let fresh = register("fresh@example.com", "fresh", "fresh horse battery").await;
+    let taken = register("OWEN@example.com", "mallory", "mallory's own secret").await;
     assert_eq!(fresh.status(), StatusCode::CREATED);
     assert_eq!(taken.status(), StatusCode::CREATED);
     let fresh: Value = fresh.json().await.unwrap();
@@ -770,26 +788,122 @@ async fn with_required_verification_a_taken_address_registers_like_a_new_one_and
     assert_eq!(shape(&fresh), shape(&taken));
     assert_eq!(taken["user"]["username"], "mallory");
     assert_eq!(taken["user"]["email_verified"], false);
-    // The owner of the address is told instead; nobody else gets a mail.
-    let told = smtp.wait_for("owen@example.com", 2).await;
-    assert_eq!(told.subject, "Someone tried to register with your address");
-    assert!(told.body.contains("/account/forgot-password"));
-    assert_eq!(smtp.count_to("owen@example.com"), 2);
-    // No account was made: the name is free, the owner's password unchanged.
-    refused_login(&s, "mallory").await;
-    // A taken username is a conflict whatever the address, as for anyone.
-    for email in ["owen@example.com", "someone@example.com"] {
-        expect_error(
-            s.post(
-                "/v1/auth/register",
-                json!({"email": email, "username": "fresh", "password": PASSWORD}),
+    // Every follow-up answers alike: the chosen password "works" but waits for a
+    // confirmation, by name and by address; a wrong one is wrong; the name is
+    // taken for another address; the same registration may be sent again.
+    for (email, name, password) in [
+        ("fresh@example.com", "fresh", "fresh horse battery"),
+        ("owen@example.com", "mallory", "mallory's own secret"),
+    ] {
+        for login in [name, email] {
+            expect_error(
+                login_as(&s, login, password).await,
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
             )
-            .await,
+            .await;
+            expect_error(
+                login_as(&s, login, "not the password at all").await,
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+            )
+            .await;
+        }
+        expect_error(
+            register("someone@example.com", name, PASSWORD).await,
             StatusCode::CONFLICT,
             "conflict",
         )
         .await;
+        let again = s
+            .post(
+                "/v1/auth/register",
+                json!({"email": email, "username": name, "password": password}),
+            )
+            .await;
+        assert_eq!(again.status(), StatusCode::CREATED, "{name}");
     }
+    // The owner of the taken address is told, twice (once per registration),
+    // and is sent no link; the owner's account and password are untouched.
+    let told = smtp.wait_for("owen@example.com", 3).await;
+    assert_eq!(told.subject, "Someone tried to register with your address");
+    assert!(told.body.contains("/account/forgot-password"));
+    assert!(!told.body.contains("/account/verify-email"));
+    assert_eq!(smtp.count_to("owen@example.com"), 3);
+    assert_eq!(
+        login_as(&s, "owen", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_as(&s, "owen@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    refused_login(&s, "mallory").await;
+    // The new address gets a link per registration; only the newest works, and
+    // it creates the account the second registration answered with.
+    let first = smtp
+        .wait_for("fresh@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    let newest = smtp
+        .wait_for("fresh@example.com", 2)
+        .await
+        .token("/account/verify-email");
+    refused_confirmation(&s, &first).await;
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": newest}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["user"]["username"], "fresh");
+    assert_eq!(user["user"]["email_verified"], true);
+    refused_confirmation(&s, &newest).await;
+    let t = Tokens::from(
+        login_as(&s, "fresh", "fresh horse battery")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(claims(&t.access)["sub"], user["user"]["id"]);
+    assert_eq!(claims(&t.access)["email_verified"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_required_verification_an_email_change_to_a_taken_address_answers_like_a_free_one() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = required_with_owen(&smtp).await;
+    let t = s.login("owen").await;
+    s.register("nina").await;
+    let nina_link = smtp
+        .wait_for("nina@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": nina_link}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let change = |email: &'static str| {
+        s.http
+            .post(s.url("/v1/me/email"))
+            .bearer_auth(&t.access)
+            .json(&json!({"email": email, "current_password": PASSWORD}))
+            .send()
+    };
+    assert_eq!(
+        change("nina@example.com").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        change("free@example.com").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    // The free address gets its link; the taken one nothing.
+    smtp.wait_for("free@example.com", 1).await;
+    assert_eq!(smtp.count_to("nina@example.com"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
