@@ -5,8 +5,8 @@ use crate::sessions::{Ending, SessionSet};
 use crate::{App, Caller};
 use std::sync::Arc;
 use tessera_core::model::{RevokeReason, UserPatch};
-use tessera_core::validate;
-use tessera_core::{Session, User};
+use tessera_core::validate::{self, LoginKey};
+use tessera_core::{Session, StoreError, User};
 use uuid::Uuid;
 
 /// A profile change; `None` leaves a field as it is.
@@ -43,6 +43,16 @@ impl App {
             username: change.username.map(validate::username).transpose()?,
             fullname: change.fullname.map(validate::fullname).transpose()?,
         };
+        // A name a registration waiting for its confirmation reserved is taken.
+        if let Some(name) = &patch.username
+            && self
+                .store
+                .find_pending_user(&LoginKey::Username(name.clone()), self.now())
+                .await?
+                .is_some()
+        {
+            return Err(StoreError::Conflict("username").into());
+        }
         Ok(self.store.update_user(user, patch).await?)
     }
 

@@ -77,12 +77,12 @@ impl App {
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
         validate::new_password(&password, &[&email, &username])?;
-        self.check_username_free(&username, &email).await?;
         self.hasher.admit_or_refuse().await?;
         if !caller.operator {
             self.throttle_ip("register", self.settings.throttle.register_ip, caller)
                 .await?;
         }
+        self.check_username_free(&username, &email).await?;
         let password_hash = self.hasher.hash(password).await?;
         let new_user = NewUser {
             id: Uuid::now_v7(),
@@ -154,9 +154,11 @@ impl App {
             other => {
                 // A registration waiting for its confirmation: the password is
                 // checked against it only now, so a failed login costs the same
-                // whether or not an account holds the name or address.
+                // whether or not an account holds the name or address. A match
+                // proves nothing about the account (anyone can register a taken
+                // address with a password of their own), so the attempt stays
+                // counted against the account's login limits.
                 if self.pending_registration_matches(&key, &password).await? {
-                    self.login_succeeded(login, caller).await;
                     let detail = Some("registration not confirmed".to_string());
                     self.audit("login_failed", None, None, caller, detail).await;
                     return Err(crate::lifecycle::email_not_verified());

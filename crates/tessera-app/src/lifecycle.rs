@@ -330,8 +330,9 @@ impl App {
 
     /// `POST /v1/me/email`: mails a link to `new_email` that makes it the
     /// account's address once followed. Needs the current password, or a session
-    /// signed in within the last [`RECENT_SIGN_IN`] seconds. A taken address is
-    /// answered 409 and, like registration, spends the registration budget.
+    /// signed in within the last [`RECENT_SIGN_IN`] seconds. A taken address
+    /// spends the registration budget like registration, and is answered 409, or
+    /// under verification `required` like a free address (no mail).
     pub async fn request_email_change(
         &self,
         user: &User,
@@ -384,7 +385,11 @@ impl App {
         {
             return Err(AppError::rate_limited(MAIL_PER_ACCOUNT.window.secs()));
         }
-        // Answered like a free address: no link, since none could complete.
+        // Answered like a free address, earlier links superseded alike; the new
+        // link is mailed to nobody, since none could complete.
+        let token = self
+            .issue_link(TokenPurpose::ChangeEmail, Some(user.id), &email, VERIFY_TTL)
+            .await?;
         if taken {
             self.audit(
                 "email_change_taken_address",
@@ -396,9 +401,6 @@ impl App {
             .await;
             return Ok(());
         }
-        let token = self
-            .issue_link(TokenPurpose::ChangeEmail, Some(user.id), &email, VERIFY_TTL)
-            .await?;
         let url = self.page_url("/account/verify-email", &token);
         let mail = compose(
             "Confirm your new email address",
@@ -641,28 +643,37 @@ impl App {
     /// apart. A new address is mailed the link that creates the account; the
     /// owner of a taken one is told instead, and nothing can confirm that record.
     pub(crate) async fn sign_up_pending(&self, new: NewUser, caller: &Caller) -> AppResult<User> {
-        let key = LoginKey::Email(validate::email_key(&new.email));
+        let email_key = validate::email_key(&new.email);
+        // At most 3 registrations of one address in 15 minutes are kept and
+        // mailed, whoever sends them; beyond that nothing changes (an earlier
+        // link keeps working) and the answer is the same.
+        let kept = self
+            .throttle_account_mail("register_address", &email_key, MAIL_PER_ACCOUNT, caller)
+            .await?;
+        let key = LoginKey::Email(email_key);
         let owner = self.store.find_user_for_login(&key).await?.map(|r| r.user);
-        let link = match owner {
-            None => Some(new_token()?),
-            Some(_) => None,
-        };
-        let pending = PendingUser {
-            user: new.clone(),
-            token_hash: link.as_ref().map(|(_, hash)| hash.clone()),
-            expires_at: new.created_at + VERIFY_TTL,
-        };
-        self.store.put_pending_user(&pending).await?;
-        match (owner, link) {
-            (Some(owner), _) => self.tell_owner_of_taken_address(&owner, caller).await?,
-            (None, Some((token, _))) => {
-                let url = self.page_url("/account/verify-email", &token);
-                self.queue_mail(&new.email, verification_mail(&new.username, &url))
-                    .await?;
-                self.audit("register_pending", None, None, caller, None)
-                    .await;
+        if kept {
+            let link = match owner {
+                None => Some(new_token()?),
+                Some(_) => None,
+            };
+            let pending = PendingUser {
+                user: new.clone(),
+                token_hash: link.as_ref().map(|(_, hash)| hash.clone()),
+                expires_at: new.created_at + VERIFY_TTL,
+            };
+            self.store.put_pending_user(&pending).await?;
+            match (owner, link) {
+                (Some(owner), _) => self.tell_owner_of_taken_address(&owner, caller).await?,
+                (None, Some((token, _))) => {
+                    let url = self.page_url("/account/verify-email", &token);
+                    self.queue_mail(&new.email, verification_mail(&new.username, &url))
+                        .await?;
+                    self.audit("register_pending", None, None, caller, None)
+                        .await;
+                }
+                (None, None) => {}
             }
-            (None, None) => {}
         }
         Ok(User {
             id: new.id,
@@ -696,32 +707,23 @@ impl App {
         }
     }
 
-    /// Mails the owner of an address someone tried to register again.
+    /// Mails the owner of an address someone tried to register again (within
+    /// the address's registration budget, spent by the caller).
     async fn tell_owner_of_taken_address(&self, owner: &User, caller: &Caller) -> AppResult<()> {
-        let throttled = !self
-            .throttle_account_mail(
-                "register_taken",
-                &format!("id:{}", owner.id),
-                MAIL_PER_ACCOUNT,
-                caller,
-            )
-            .await?;
-        if !throttled {
-            let url = format!(
-                "{}/account/forgot-password",
-                self.settings.issuer.trim_end_matches('/')
-            );
-            let mail = compose(
-                "Someone tried to register with your address",
-                &[
-                    format!("Hello {},", owner.username),
-                    "someone tried to create a new account with this email address, which already has your account. Nothing was changed.".into(),
-                    "If it was you and you forgot your password, you can reset it.".into(),
-                ],
-                Some(("Reset my password", &url)),
-            );
-            self.queue_mail(&owner.email, mail).await?;
-        }
+        let url = format!(
+            "{}/account/forgot-password",
+            self.settings.issuer.trim_end_matches('/')
+        );
+        let mail = compose(
+            "Someone tried to register with your address",
+            &[
+                format!("Hello {},", owner.username),
+                "someone tried to create a new account with this email address, which already has your account. Nothing was changed.".into(),
+                "If it was you and you forgot your password, you can reset it.".into(),
+            ],
+            Some(("Reset my password", &url)),
+        );
+        self.queue_mail(&owner.email, mail).await?;
         self.audit("register_taken_address", Some(owner.id), None, caller, None)
             .await;
         Ok(())
@@ -785,7 +787,6 @@ impl App {
         let username = validate::username(username)?;
         let fullname = validate::fullname(fullname)?;
         validate::new_password(&password, &[&email, &username])?;
-        self.check_username_free(&username, &email).await?;
         let hash = token_hash(invitation);
         match self.store.get_account_token(&hash).await? {
             Some(t) if t.purpose == TokenPurpose::Invite && invitation.len() == 64 => {
@@ -800,6 +801,7 @@ impl App {
         self.hasher.admit_or_refuse().await?;
         self.throttle_ip("register", self.settings.throttle.register_ip, caller)
             .await?;
+        self.check_username_free(&username, &email).await?;
         let password_hash = self.hasher.hash(password).await?;
         let taken = self.use_link(invitation, &[TokenPurpose::Invite]).await?;
         let created = self

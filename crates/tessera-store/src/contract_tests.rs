@@ -1362,7 +1362,10 @@ async fn a_pending_registration_becomes_a_confirmed_account_once(s: &dyn Store) 
         "exactly one confirmation creates the account"
     );
     let u = &made[0];
-    assert_eq!((u.id, u.email_verified), (p.user.id, true));
+    assert_eq!(
+        (u.id, u.email_verified, u.created_at),
+        (p.user.id, true, T0)
+    );
     let record = s.get_user(p.user.id).await.unwrap().unwrap();
     assert_eq!(record.user, *u);
     assert_eq!(record.password_hash, "hash of cora");
@@ -1382,6 +1385,20 @@ async fn a_pending_registration_becomes_a_confirmed_account_once(s: &dyn Store) 
     assert!(matches!(e, StoreError::Conflict("username")), "{e:?}");
     assert!(
         s.find_pending_user(&login_key("quinn@example.com"), T0 + 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // So does an address an account took meanwhile.
+    let e = pending("erin@example.com", "erin", Some("e1"), T0);
+    s.put_pending_user(&e).await.unwrap();
+    s.create_user(new_user("ERIN@example.com", "erin2"))
+        .await
+        .unwrap();
+    let err = s.complete_pending_user("e1", T0 + 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("email")), "{err:?}");
+    assert!(
+        s.find_pending_user(&login_key("erin"), T0 + 1)
             .await
             .unwrap()
             .is_some()

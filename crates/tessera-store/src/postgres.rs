@@ -667,7 +667,7 @@ impl Store for PostgresStore {
         };
         self.q(
             "INSERT INTO users (id, email, email_key, username, fullname, password_hash, \
-             created_at, updated_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+             created_at, updated_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(u.id)
         .bind(&u.email)
@@ -675,12 +675,13 @@ impl Store for PostgresStore {
         .bind(&u.username)
         .bind(&u.fullname)
         .bind(&u.password_hash)
+        .bind(u.created_at)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(Some(rows::confirmed_user(u, now)))
+        Ok(Some(rows::confirmed_user(u)))
     }
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {

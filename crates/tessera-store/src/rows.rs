@@ -247,14 +247,15 @@ pub(crate) fn pending_from(row: &impl DomainRow) -> StoreResult<PendingUser> {
     })
 }
 
-/// The account a confirmed pending registration became at `now`.
-pub(crate) fn confirmed_user(u: NewUser, now: i64) -> User {
+/// The account a confirmed pending registration became (registered when the
+/// registration was sent).
+pub(crate) fn confirmed_user(u: NewUser) -> User {
     User {
         id: u.id,
         email: u.email,
         username: u.username,
         fullname: u.fullname,
-        created_at: now,
+        created_at: u.created_at,
         disabled: false,
         legacy_id: None,
         email_verified: true,

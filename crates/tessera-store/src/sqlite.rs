@@ -541,14 +541,14 @@ impl Store for SqliteStore {
         .bind(&u.username)
         .bind(&u.fullname)
         .bind(&u.password_hash)
-        .bind(now)
+        .bind(u.created_at)
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(Some(rows::confirmed_user(u, now)))
+        Ok(Some(rows::confirmed_user(u)))
     }
 
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {

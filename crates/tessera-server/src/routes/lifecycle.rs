@@ -31,7 +31,7 @@ pub struct ConfirmBody {
     responses(
         (status = 200, description = "Confirmed: the user, with `email_verified` true (and the new address, for an email change)", body = UserResponse),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields; `invalid_link`: the token is unknown, used, superseded or expired", body = ErrorBody),
-        (status = 409, description = "`conflict`: the new address of an email change was taken meanwhile", body = ErrorBody),
+        (status = 409, description = "`conflict`: the new address of an email change, or the username or address of a pending registration, was taken meanwhile", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),
     )

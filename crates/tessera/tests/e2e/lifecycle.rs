@@ -732,9 +732,17 @@ async fn a_password_change_voids_a_pending_address_change() {
 /// A server with verification `required` mailing to `smtp`, and `owen`, whose
 /// address is confirmed (his password is [`PASSWORD`]).
 async fn required_with_owen(smtp: &SmtpServer) -> TestServer {
+    required_with_owen_and(smtp, |_| {}).await
+}
+
+async fn required_with_owen_and(
+    smtp: &SmtpServer,
+    tweak: impl FnOnce(&mut tessera::config::Config),
+) -> TestServer {
     let s = TestServer::start_with(|c| {
         c.smtp_url = Some(smtp.url());
         c.email_verification = EmailVerification::Required;
+        tweak(c);
     })
     .await;
     s.register("owen").await;
@@ -839,6 +847,18 @@ async fn with_required_verification_a_taken_address_registers_and_answers_like_a
         StatusCode::OK
     );
     refused_login(&s, "mallory").await;
+    // A pending registration's name is taken for a rename too.
+    for name in ["mallory", "fresh"] {
+        let r = s
+            .http
+            .patch(s.url("/v1/me"))
+            .bearer_auth(&s.login("owen").await.access)
+            .json(&json!({ "username": name }))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, StatusCode::CONFLICT, "conflict").await;
+    }
     // The new address gets a link per registration; only the newest works, and
     // it creates the account the second registration answered with.
     let first = smtp
@@ -876,7 +896,6 @@ async fn with_required_verification_an_email_change_to_a_taken_address_answers_l
     }
     let smtp = SmtpServer::start();
     let s = required_with_owen(&smtp).await;
-    let t = s.login("owen").await;
     s.register("nina").await;
     let nina_link = smtp
         .wait_for("nina@example.com", 1)
@@ -886,24 +905,81 @@ async fn with_required_verification_an_email_change_to_a_taken_address_answers_l
         .post("/v1/auth/email/confirm", json!({"token": nina_link}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let change = |email: &'static str| {
-        s.http
-            .post(s.url("/v1/me/email"))
-            .bearer_auth(&t.access)
-            .json(&json!({"email": email, "current_password": PASSWORD}))
-            .send()
-    };
-    assert_eq!(
-        change("nina@example.com").await.unwrap().status(),
-        StatusCode::ACCEPTED
-    );
-    assert_eq!(
-        change("free@example.com").await.unwrap().status(),
-        StatusCode::ACCEPTED
-    );
+    // Owen moves towards nina's (taken) address, nina towards a free one; each
+    // first asks for an address of their own, whose link the second request
+    // must supersede alike.
+    for (name, own, target) in [
+        ("owen", "owen.new@example.com", "nina@example.com"),
+        ("nina", "nina.new@example.com", "free@example.com"),
+    ] {
+        let t = s.login(name).await;
+        for email in [own, target] {
+            let r = s
+                .http
+                .post(s.url("/v1/me/email"))
+                .bearer_auth(&t.access)
+                .json(&json!({"email": email, "current_password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "{name} -> {email}");
+        }
+        let own_link = smtp.wait_for(own, 1).await.token("/account/verify-email");
+        refused_confirmation(&s, &own_link).await;
+    }
     // The free address gets its link; the taken one nothing.
     smtp.wait_for("free@example.com", 1).await;
     assert_eq!(smtp.count_to("nina@example.com"), 1);
+    let me: Value = s
+        .get_auth("/v1/me", &s.login("owen").await.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "owen@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_matching_a_pending_registration_still_counts_against_the_account() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = required_with_owen_and(&smtp, |c| {
+        c.login_limit_account_ip = "5/5m".parse().unwrap();
+    })
+    .await;
+    // Mallory registers owen's address with a password of her own, then guesses
+    // owen's password, logging in with her own now and then.
+    let r = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "owen@example.com", "username": "mallory", "password": "mallory's own secret"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for guess in ["guess one!", "guess two!", "guess three!", "guess four!"] {
+        expect_error(
+            login_as(&s, "owen@example.com", guess).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    expect_error(
+        login_as(&s, "owen@example.com", "mallory's own secret").await,
+        StatusCode::FORBIDDEN,
+        "email_not_verified",
+    )
+    .await;
+    // Her own password reset nothing: the limit of the account from this
+    // address (5 in 5 minutes) is spent.
+    expect_error(
+        login_as(&s, "owen@example.com", "guess five!").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
