@@ -7,6 +7,7 @@
 //   node browser_pages.mjs reset   LINK     WEAK STRONG  SCREENSHOT_DIR
 //   node browser_pages.mjs confirm LINK                  SCREENSHOT_DIR
 //   node browser_pages.mjs signup  SITE EMAIL USERNAME PASSWORD SCREENSHOT_DIR
+//     (sign up, sign in before confirming, ask for a new confirmation link)
 //   node browser_pages.mjs signin  SITE LOGIN PASSWORD   SCREENSHOT_DIR
 import { launchChromium } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
@@ -70,6 +71,13 @@ try {
     steps.form = await seen(page, await page.goto(`${url}/signup`), 'page-signup.png');
     steps.sent = await seen(page, await fillAndSubmit(page, { email, username, password }), 'page-signup-sent.png');
     await signIn(page, url, username, password, 'page-signin-unconfirmed');
+    // The refusal offers a new link; ask for one.
+    const [asked] = await Promise.all([
+      page.waitForNavigation(),
+      page.click('text=Send me a new confirmation link'),
+    ]);
+    steps.resendForm = await seen(page, asked, 'page-resend-verification.png');
+    steps.resent = await seen(page, await fillAndSubmit(page, { email }), 'page-resend-verification-sent.png');
   } else if (mode === 'signin') {
     const [login, password] = rest;
     await signIn(page, url, login, password, 'page-signin-confirmed');

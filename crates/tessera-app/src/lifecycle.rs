@@ -116,7 +116,7 @@ fn compose(subject: &str, paragraphs: &[String], link: Option<(&str, &str)>) -> 
 pub(crate) fn email_not_verified() -> AppError {
     AppError::new(
         crate::ErrorKind::EmailNotVerified,
-        "confirm your email address first: follow the link in the mail we sent (registering again sends a new one)",
+        "confirm your email address first: follow the link in the mail we sent, or ask for a new one (POST /v1/auth/email/resend)",
     )
 }
 
@@ -240,6 +240,69 @@ impl App {
             return Err(AppError::rate_limited(MAIL_PER_ACCOUNT.window.secs()));
         }
         self.send_verification(user).await
+    }
+
+    /// `POST /v1/auth/email/resend`: mails a new link to confirm `email`, to a
+    /// registration waiting for it or to an account whose address is not
+    /// confirmed; nothing otherwise. Like `forgot_password`, the caller learns
+    /// nothing: the answer comes before the lookup, which runs on its own task.
+    pub async fn resend_verification(
+        self: &Arc<Self>,
+        email: &str,
+        caller: &Caller,
+    ) -> AppResult<()> {
+        if self.settings.email_verification == EmailVerification::Off {
+            return Err(AppError::invalid_request(
+                "email verification is off on this server",
+            ));
+        }
+        let email = validate::email(email)?;
+        self.throttle_ip("verify", self.settings.throttle.register_ip, caller)
+            .await?;
+        let app = self.clone();
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.send_new_verification(&email, &caller).await {
+                tracing::warn!(error = %e, "could not queue a verification mail");
+            }
+        });
+        Ok(())
+    }
+
+    async fn send_new_verification(&self, email: &str, caller: &Caller) -> AppResult<()> {
+        let key = validate::email_key(email);
+        if !self
+            .throttle_account_mail("verify", &key, MAIL_PER_ACCOUNT, caller)
+            .await?
+        {
+            return Ok(());
+        }
+        let key = LoginKey::Email(key);
+        let now = self.now();
+        // A registration with a link (none for an address that has an account)
+        // gets a new one, for another day; the old link stops working.
+        if let Some(p) = self.store.find_pending_user(&key, now).await?
+            && p.token_hash.is_some()
+        {
+            let (token, hash) = new_token()?;
+            let renewed = PendingUser {
+                token_hash: Some(hash),
+                expires_at: now + VERIFY_TTL,
+                ..p
+            };
+            self.store.put_pending_user(&renewed).await?;
+            let url = self.page_url("/account/verify-email", &token);
+            let user = &renewed.user;
+            return self
+                .queue_mail(&user.email, verification_mail(&user.username, &url))
+                .await;
+        }
+        match self.store.find_user_for_login(&key).await? {
+            Some(r) if !r.user.email_verified && !r.user.disabled => {
+                self.send_verification(&r.user).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Confirms an address with the token of a verification link, or of an

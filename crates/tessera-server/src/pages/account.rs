@@ -30,6 +30,7 @@ struct TokenForm {
 
 const VERIFY: &str = "/account/verify-email";
 const FORGOT: &str = "/account/forgot-password";
+pub(crate) const RESEND: &str = "/account/resend-verification";
 const RESET: &str = "/account/reset-password";
 
 /// An error as a page, with the status the JSON API would answer.
@@ -111,17 +112,32 @@ pub async fn verify_email_submit(
     }
 }
 
-fn forgot_form() -> String {
+/// A form of one field, an email address, posted to `action`.
+fn address_form(action: &str, hint: &str) -> String {
     form(
-        FORGOT,
+        action,
         &input(
             "email",
             "Email address",
             "email",
             "required maxlength=\"254\" autocomplete=\"email\" autofocus",
-            Some("We will mail a link to choose a new password, if an account has this address."),
+            Some(hint),
         ),
         "Send me a link",
+    )
+}
+
+fn forgot_form() -> String {
+    address_form(
+        FORGOT,
+        "We will mail a link to choose a new password, if an account has this address.",
+    )
+}
+
+fn resend_form() -> String {
+    address_form(
+        RESEND,
+        "We will mail a new link to confirm this address, if a registration or an account waits for it.",
     )
 }
 
@@ -142,8 +158,9 @@ pub async fn forgot_password_page() -> Response {
     )
 }
 
+/// A form of one email address.
 #[derive(Deserialize)]
-struct ForgotForm {
+struct AddressForm {
     email: String,
 }
 
@@ -170,7 +187,7 @@ pub async fn forgot_password_submit(
     body: Bytes,
 ) -> Response {
     let title = "Forgot your password?";
-    let f: ForgotForm = match submitted(&headers, &state, &body, title) {
+    let f: AddressForm = match submitted(&headers, &state, &body, title) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -184,6 +201,64 @@ pub async fn forgot_password_submit(
             "",
         ),
         Err(e) => failed(title, e, &forgot_form()),
+    }
+}
+
+/// The page to ask for a new confirmation link, without signing in.
+#[utoipa::path(
+    get,
+    path = "/account/resend-verification",
+    operation_id = "page_resend_verification",
+    tag = "pages",
+    responses((status = 200, description = "An HTML page with the form", content_type = "text/html"))
+)]
+pub async fn resend_verification_page() -> Response {
+    page(
+        StatusCode::OK,
+        "Confirm your email address",
+        Notice::None,
+        &resend_form(),
+    )
+}
+
+/// Asks for a new confirmation link (the form above); the same page whatever
+/// the address.
+#[utoipa::path(
+    post,
+    path = "/account/resend-verification",
+    operation_id = "page_resend_verification_submit",
+    tag = "pages",
+    request_body(content = inline(Object), content_type = "application/x-www-form-urlencoded", description = "`email`"),
+    responses(
+        (status = 200, description = "An HTML page: a link is on its way if a registration or an account waits for this address", content_type = "text/html"),
+        (status = 400, description = "An HTML page: the address is malformed, or email verification is off", content_type = "text/html"),
+        (status = 403, description = "An HTML page: the form was sent from another site", content_type = "text/html"),
+        (status = 429, description = "An HTML page: too many requests from this address", content_type = "text/html"),
+        (status = 500, description = "An HTML page: an internal error", content_type = "text/html"),
+        (status = 503, description = "An HTML page: the database is unavailable", content_type = "text/html"),
+    )
+)]
+pub async fn resend_verification_submit(
+    State(state): State<Arc<AppState>>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let title = "Confirm your email address";
+    let f: AddressForm = match submitted(&headers, &state, &body, title) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    match state.app.resend_verification(&f.email, &client).await {
+        Ok(()) => page(
+            StatusCode::OK,
+            "Check your mail",
+            Notice::Ok(
+                "If a registration or an account waits for this address to be confirmed, a new link is on its way. It works once, for 24 hours.",
+            ),
+            "",
+        ),
+        Err(e) => failed(title, e, &resend_form()),
     }
 }
 

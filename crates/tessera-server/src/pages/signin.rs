@@ -88,7 +88,7 @@ pub(crate) fn explain(e: &AppError) -> String {
             for_people(&e.description)
         ),
         ErrorKind::EmailNotVerified => {
-            "Confirm your email address first: follow the link in the mail we sent you. It works for 24 hours; signing up again sends a new one.".into()
+            "Confirm your email address first: follow the link in the mail we sent you (it works for 24 hours), or ask for a new one below.".into()
         }
         _ => sentence(named_field(&e.description)),
     }
@@ -286,11 +286,16 @@ pub async fn signin_submit(
             return_to.as_deref().unwrap_or(ACCOUNT),
             session_cookies(&state, &issued),
         ),
-        Err(e) => refused(
-            title,
-            &e,
-            &signin_form(&f.login, return_to.as_deref(), true),
-        ),
+        Err(e) => {
+            let mut body = signin_form(&f.login, return_to.as_deref(), true);
+            if e.kind == ErrorKind::EmailNotVerified {
+                body.push_str(&format!(
+                    "<p class=\"links\"><a href=\"{}\">Send me a new confirmation link</a></p>",
+                    super::account::RESEND
+                ));
+            }
+            refused(title, &e, &body)
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The account lifecycle's JSON routes (contract §10): confirming an address,
-//! asking for and using a password-reset link.
+//! asking for a new confirmation link, asking for and using a password-reset link.
 
 use super::openapi::{ErrorBody, UserResponse};
 use crate::AppState;
@@ -70,13 +70,47 @@ pub async fn request_verification(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// An address that may have forgotten its password.
+/// An email address (of an account that forgot its password, or waiting for its
+/// confirmation).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "ada@example.com"}))]
-pub struct ForgotBody {
+pub struct AddressBody {
     #[schema(format = Email, max_length = 254)]
     email: String,
+}
+
+/// The same answer whatever the address.
+const RESEND_ANSWER: &str = "if a registration or an account waits for this address to be confirmed, a new link is on its way";
+
+/// Ask for a new link confirming an address, without signing in: for a
+/// registration waiting for its confirmation (email verification `required`), or
+/// an account whose address is not confirmed.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/email/resend",
+    operation_id = "resend_email_verification",
+    tag = "auth",
+    request_body = AddressBody,
+    responses(
+        (status = 202, description = "The same answer, at the same speed, whatever the address; a new link replaces the earlier one", body = inline(Object), example = json!({"message": RESEND_ANSWER})),
+        (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, the email is malformed, or email verification is off", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+    )
+)]
+pub async fn resend_verification(
+    State(state): State<Arc<AppState>>,
+    client: ClientInfo,
+    ApiJson(body): ApiJson<AddressBody>,
+) -> ApiResult<Response> {
+    state.app.resend_verification(&body.email, &client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "message": RESEND_ANSWER })),
+    )
+        .into_response())
 }
 
 /// The same answer whatever the address.
@@ -89,7 +123,7 @@ const FORGOT_ANSWER: &str =
     path = "/v1/auth/password/forgot",
     operation_id = "forgot_password",
     tag = "auth",
-    request_body = ForgotBody,
+    request_body = AddressBody,
     responses(
         (status = 202, description = "The same answer, at the same speed, whether or not an account has this address", body = inline(Object), example = json!({"message": FORGOT_ANSWER})),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, or the email is malformed", body = ErrorBody),
@@ -101,7 +135,7 @@ const FORGOT_ANSWER: &str =
 pub async fn forgot_password(
     State(state): State<Arc<AppState>>,
     client: ClientInfo,
-    ApiJson(body): ApiJson<ForgotBody>,
+    ApiJson(body): ApiJson<AddressBody>,
 ) -> ApiResult<Response> {
     state.app.forgot_password(&body.email, &client).await?;
     Ok((

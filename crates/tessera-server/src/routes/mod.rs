@@ -32,6 +32,7 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(lifecycle::request_verification))
         .routes(routes!(lifecycle::change_email))
         .routes(routes!(lifecycle::forgot_password))
+        .routes(routes!(lifecycle::resend_verification))
         .routes(routes!(lifecycle::reset_password))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))
@@ -62,6 +63,10 @@ pub(crate) fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(
             pages::account::forgot_password_page,
             pages::account::forgot_password_submit
+        ))
+        .routes(routes!(
+            pages::account::resend_verification_page,
+            pages::account::resend_verification_submit
         ))
         .routes(routes!(
             pages::account::reset_password_page,
@@ -149,6 +154,7 @@ mod tests {
             ("post /v1/auth/email/confirm", "confirm_email"),
             ("post /v1/me/email/verify", "request_email_verification"),
             ("post /v1/auth/password/forgot", "forgot_password"),
+            ("post /v1/auth/email/resend", "resend_email_verification"),
             ("post /v1/auth/password/reset", "reset_password"),
             ("get /v1/me/sessions", "list_sessions"),
             ("delete /v1/me/sessions/{id}", "revoke_session"),
@@ -177,6 +183,14 @@ mod tests {
             (
                 "post /account/forgot-password",
                 "page_forgot_password_submit",
+            ),
+            (
+                "get /account/resend-verification",
+                "page_resend_verification",
+            ),
+            (
+                "post /account/resend-verification",
+                "page_resend_verification_submit",
             ),
             ("get /account/reset-password", "page_reset_password"),
             ("post /account/reset-password", "page_reset_password_submit"),

@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn email_is_documented_as_an_email_of_at_most_254() {
         let doc = document();
-        for schema in ["RegisterBody", "EmailChangeBody", "ForgotBody"] {
+        for schema in ["RegisterBody", "EmailChangeBody", "AddressBody"] {
             let email = property(&doc, schema, "email");
             assert_eq!(email["format"], "email", "{schema}");
             assert_eq!(email["maxLength"], 254, "{schema}");
@@ -363,7 +363,7 @@ mod tests {
             "DeleteBody",
             "EmailChangeBody",
             "ConfirmBody",
-            "ForgotBody",
+            "AddressBody",
             "ResetBody",
         ] {
             let s = &doc["components"]["schemas"][schema];

@@ -225,10 +225,21 @@ async fn a_browser_signs_up_confirms_the_address_from_the_mail_and_signs_in() {
             .starts_with("Confirm your email address first"),
         "{shown}"
     );
+    assert_eq!(seen["resendForm"]["status"], 200, "{shown}");
+    assert_eq!(seen["resendForm"]["focused"], "email", "{shown}");
+    assert_eq!(seen["resent"]["status"], 200, "{shown}");
+    assert_eq!(seen["resent"]["heading"], "Check your mail", "{shown}");
+    // The newer link replaced the first one.
+    let first = smtp.wait_for("rhea@example.com", 1).await;
     let link = smtp
-        .wait_for("rhea@example.com", 1)
+        .wait_for("rhea@example.com", 2)
         .await
         .link("/account/verify-email");
+    let old = first.token("/account/verify-email");
+    let r = s
+        .post("/v1/auth/email/confirm", serde_json::json!({"token": old}))
+        .await;
+    expect_error(r, reqwest::StatusCode::BAD_REQUEST, "invalid_link").await;
     let seen = browse_pages(vec!["confirm".into(), link, shots_arg.clone()]).await;
     let shown = serde_json::to_string_pretty(&seen).unwrap();
     assert_eq!(seen["done"]["status"], 200, "{shown}");
@@ -261,6 +272,8 @@ async fn a_browser_signs_up_confirms_the_address_from_the_mail_and_signs_in() {
         "page-signup.png",
         "page-signup-sent.png",
         "page-signin-unconfirmed.png",
+        "page-resend-verification.png",
+        "page-resend-verification-sent.png",
         "page-signin-confirmed.png",
     ] {
         let size = std::fs::metadata(shots.join(png)).unwrap().len();

@@ -940,6 +940,62 @@ async fn with_required_verification_an_email_change_to_a_taken_address_answers_l
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_confirmation_link_is_sent_without_signing_in_and_says_nothing_about_the_address() {
+    if !smtp_ready() {
+        return;
+    }
+    let smtp = SmtpServer::start();
+    let s = required_with_owen(&smtp).await;
+    s.register("pia").await;
+    let first = smtp
+        .wait_for("pia@example.com", 1)
+        .await
+        .token("/account/verify-email");
+    // Mallory's registration of owen's address has no link to renew.
+    let r = s
+        .post(
+            "/v1/auth/register",
+            json!({"email": "owen@example.com", "username": "mallory", "password": "mallory's own secret"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    smtp.wait_for("owen@example.com", 2).await;
+    // The same answer for a pending registration, a confirmed account, a
+    // taken address's pending registration and an unknown address.
+    let mut answers = Vec::new();
+    for email in ["pia@example.com", "OWEN@example.com", "nobody@example.com"] {
+        let r = s
+            .post("/v1/auth/email/resend", json!({ "email": email }))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{email}");
+        answers.push(r.text().await.unwrap());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    expect_error(
+        s.post("/v1/auth/email/resend", json!({"email": "not an address"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    // Only the pending registration gets a link; it replaces the first.
+    let second = smtp
+        .wait_for("pia@example.com", 2)
+        .await
+        .token("/account/verify-email");
+    refused_confirmation(&s, &first).await;
+    let r = s
+        .post("/v1/auth/email/confirm", json!({"token": second}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    s.login("pia").await;
+    // By now any mail the other two would have caused is delivered: none was.
+    smtp.wait_for("owen@example.com", 2).await;
+    assert_eq!(smtp.count_to("owen@example.com"), 2);
+    assert_eq!(smtp.count_to("nobody@example.com"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_matching_a_pending_registration_still_counts_against_the_account() {
     if !smtp_ready() {
         return;
