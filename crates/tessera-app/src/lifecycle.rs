@@ -50,6 +50,8 @@ const INVITE_TTL: i64 = 7 * 24 * 3_600;
 pub const RECENT_SIGN_IN: i64 = 5 * 60;
 /// Links asked for per account (verification, reset), whatever the address.
 const MAIL_PER_ACCOUNT: Limit = Limit::new(3, 15 * 60);
+/// The budget registrations of an address and the new links it asks for share.
+const REGISTER_ADDRESS: &str = "register_address";
 
 /// A fresh link token (64 hex digits) and the hash stored for it.
 fn new_token() -> AppResult<(String, String)> {
@@ -271,38 +273,39 @@ impl App {
 
     async fn send_new_verification(&self, email: &str, caller: &Caller) -> AppResult<()> {
         let key = validate::email_key(email);
+        // One budget per address for registrations and new links together.
         if !self
-            .throttle_account_mail("verify", &key, MAIL_PER_ACCOUNT, caller)
+            .throttle_account_mail(REGISTER_ADDRESS, &key, MAIL_PER_ACCOUNT, caller)
             .await?
         {
             return Ok(());
         }
         let key = LoginKey::Email(key);
+        if let Some(r) = self.store.find_user_for_login(&key).await? {
+            if !r.user.email_verified && !r.user.disabled {
+                self.send_verification(&r.user).await?;
+            }
+            return Ok(());
+        }
+        // A registration's link is replaced (the newest mail holds the one that
+        // works); its expiry stays, so asking again reserves nothing for longer.
+        // One of a taken address has no link, and there is an account anyway.
         let now = self.now();
-        // A registration with a link (none for an address that has an account)
-        // gets a new one, for another day; the old link stops working.
         if let Some(p) = self.store.find_pending_user(&key, now).await?
-            && p.token_hash.is_some()
+            && let Some(old) = &p.token_hash
         {
             let (token, hash) = new_token()?;
-            let renewed = PendingUser {
-                token_hash: Some(hash),
-                expires_at: now + VERIFY_TTL,
-                ..p
-            };
-            self.store.put_pending_user(&renewed).await?;
-            let url = self.page_url("/account/verify-email", &token);
-            let user = &renewed.user;
-            return self
-                .queue_mail(&user.email, verification_mail(&user.username, &url))
-                .await;
-        }
-        match self.store.find_user_for_login(&key).await? {
-            Some(r) if !r.user.email_verified && !r.user.disabled => {
-                self.send_verification(&r.user).await
+            if self
+                .store
+                .renew_pending_link(p.user.id, old, &hash, now)
+                .await?
+            {
+                let url = self.page_url("/account/verify-email", &token);
+                let mail = verification_mail(&p.user.username, &url);
+                self.queue_mail(&p.user.email, mail).await?;
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Confirms an address with the token of a verification link, or of an
@@ -711,7 +714,7 @@ impl App {
         // mailed, whoever sends them; beyond that nothing changes (an earlier
         // link keeps working) and the answer is the same.
         let kept = self
-            .throttle_account_mail("register_address", &email_key, MAIL_PER_ACCOUNT, caller)
+            .throttle_account_mail(REGISTER_ADDRESS, &email_key, MAIL_PER_ACCOUNT, caller)
             .await?;
         let key = LoginKey::Email(email_key);
         let owner = self.store.find_user_for_login(&key).await?.map(|r| r.user);

@@ -79,6 +79,16 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. `None`: no such live registration. A username or address an
     /// account took meanwhile is a `Conflict` and keeps the record.
     async fn complete_pending_user(&self, token_hash: &str, now: i64) -> StoreResult<Option<User>>;
+    /// Replaces the link of the live pending registration `id` (still holding
+    /// the link `old_hash`) by `new_hash`, keeping its expiry. Returns whether it
+    /// did: not for a registration confirmed, replaced or expired meanwhile.
+    async fn renew_pending_link(
+        &self,
+        id: Uuid,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     // Single-use mailed tokens
     async fn insert_account_token(&self, token: AccountToken) -> StoreResult<()>;

@@ -1347,8 +1347,31 @@ async fn pending_registrations_reserve_their_name_and_address(s: &dyn Store) {
 }
 
 async fn a_pending_registration_becomes_a_confirmed_account_once(s: &dyn Store) {
-    let p = pending("cora@example.com", "cora", Some("c1"), T0);
+    let p = pending("cora@example.com", "cora", Some("c0"), T0);
     s.put_pending_user(&p).await.unwrap();
+    // A new link replaces the old one and keeps the expiry; only from the
+    // link it holds, and only while live.
+    let id = p.user.id;
+    assert!(s.renew_pending_link(id, "c0", "c1", T0 + 5).await.unwrap());
+    assert!(!s.renew_pending_link(id, "c0", "cx", T0 + 5).await.unwrap());
+    assert!(
+        !s.renew_pending_link(Uuid::now_v7(), "c1", "cx", T0 + 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.renew_pending_link(id, "c1", "cx", T0 + 86_400)
+            .await
+            .unwrap()
+    );
+    let renewed = s
+        .find_pending_user(&login_key("cora"), T0 + 5)
+        .await
+        .unwrap();
+    let renewed = renewed.unwrap();
+    assert_eq!(renewed.token_hash.as_deref(), Some("c1"));
+    assert_eq!(renewed.expires_at, p.expires_at);
+    assert_eq!(s.complete_pending_user("c0", T0 + 6).await.unwrap(), None);
     // An expired link creates nothing.
     assert_eq!(
         s.complete_pending_user("c1", T0 + 86_400).await.unwrap(),
@@ -1369,6 +1392,9 @@ async fn a_pending_registration_becomes_a_confirmed_account_once(s: &dyn Store) 
     let record = s.get_user(p.user.id).await.unwrap().unwrap();
     assert_eq!(record.user, *u);
     assert_eq!(record.password_hash, "hash of cora");
+    // A confirmed registration is gone for good: no new link brings it back.
+    assert!(!s.renew_pending_link(id, "c1", "c2", T0 + 61).await.unwrap());
+    assert_eq!(s.complete_pending_user("c2", T0 + 61).await.unwrap(), None);
     assert_eq!(
         s.find_pending_user(&login_key("cora"), T0 + 60)
             .await

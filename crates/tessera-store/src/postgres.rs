@@ -684,6 +684,26 @@ impl Store for PostgresStore {
         Ok(Some(rows::confirmed_user(u)))
     }
 
+    async fn renew_pending_link(
+        &self,
+        id: Uuid,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let r = self
+            .q("UPDATE pending_users SET token_hash = $1 \
+                WHERE id = $2 AND token_hash = $3 AND expires_at > $4")
+            .bind(new_hash)
+            .bind(id)
+            .bind(old_hash)
+            .bind(now)
+            .execute(&self.db)
+            .await
+            .map_err(|e| self.db.err(e))?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at, data) \

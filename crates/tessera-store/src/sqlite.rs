@@ -551,6 +551,26 @@ impl Store for SqliteStore {
         Ok(Some(rows::confirmed_user(u)))
     }
 
+    async fn renew_pending_link(
+        &self,
+        id: Uuid,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE pending_users SET token_hash = ? WHERE id = ? AND token_hash = ? AND expires_at > ?",
+        )
+        .bind(new_hash)
+        .bind(id.to_string())
+        .bind(old_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn insert_account_token(&self, t: AccountToken) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at, data) \

@@ -96,7 +96,7 @@ const RESEND_ANSWER: &str = "if a registration or an account waits for this addr
         (status = 202, description = "The same answer, at the same speed, whatever the address; a new link replaces the earlier one", body = inline(Object), example = json!({"message": RESEND_ANSWER})),
         (status = 400, description = "`invalid_request`: the body is not a JSON object of these fields, the email is malformed, or email verification is off", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the registration limit of this address is spent", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests for confirmation links from this client address", body = ErrorBody),
         (status = 500, description = "`server_error`", body = ErrorBody),
     )
 )]
