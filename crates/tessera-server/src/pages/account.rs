@@ -191,16 +191,21 @@ pub async fn forgot_password_submit(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    match state.app.forgot_password(&f.email, &client).await {
-        Ok(()) => page(
-            StatusCode::OK,
-            "Check your mail",
-            Notice::Ok(
-                "If an account has this address, a link to choose a new password is on its way. It works once, for 30 minutes.",
-            ),
-            "",
-        ),
-        Err(e) => failed(title, e, &forgot_form()),
+    let outcome = state.app.forgot_password(&f.email, &client).await;
+    mail_sent(
+        outcome,
+        title,
+        "If an account has this address, a link to choose a new password is on its way. It works once, for 30 minutes.",
+        &forgot_form(),
+    )
+}
+
+/// The answer to a form of one address: the same page whatever the address,
+/// or the form again with the reason it was refused.
+fn mail_sent(outcome: Result<(), AppError>, title: &str, sent: &str, form: &str) -> Response {
+    match outcome {
+        Ok(()) => page(StatusCode::OK, "Check your mail", Notice::Ok(sent), ""),
+        Err(e) => failed(title, e, form),
     }
 }
 
@@ -249,17 +254,13 @@ pub async fn resend_verification_submit(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    match state.app.resend_verification(&f.email, &client).await {
-        Ok(()) => page(
-            StatusCode::OK,
-            "Check your mail",
-            Notice::Ok(
-                "If a registration or an account waits for this address to be confirmed, a new link is on its way. It works once, for 24 hours.",
-            ),
-            "",
-        ),
-        Err(e) => failed(title, e, &resend_form()),
-    }
+    let outcome = state.app.resend_verification(&f.email, &client).await;
+    mail_sent(
+        outcome,
+        title,
+        "If a registration or an account waits for this address to be confirmed, a new link is on its way. It works once, for 24 hours.",
+        &resend_form(),
+    )
 }
 
 fn reset_form(token: &str) -> String {

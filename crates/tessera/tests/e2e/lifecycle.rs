@@ -32,6 +32,30 @@ async fn refused_login(s: &TestServer, login: &str) {
     expect_error(r, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 }
 
+/// The token of the `n`th mail to `to`, a confirmation link.
+async fn verify_token(smtp: &SmtpServer, to: &str, n: usize) -> String {
+    smtp.wait_for(to, n).await.token("/account/verify-email")
+}
+
+/// Confirms with `token`, which must work; returns the `{user}` answer.
+async fn confirmed(s: &TestServer, token: &str) -> Value {
+    let r = s
+        .post("/v1/auth/email/confirm", json!({ "token": token }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// Registers `name` and follows the mailed link (the `n`th mail to the address).
+async fn register_confirmed(s: &TestServer, smtp: &SmtpServer, name: &str, n: usize) {
+    s.register(name).await;
+    confirmed(
+        s,
+        &verify_token(smtp, &format!("{name}@example.com"), n).await,
+    )
+    .await;
+}
+
 /// A confirmation with `token` is refused as an invalid link.
 async fn refused_confirmation(s: &TestServer, token: &str) {
     let r = s
@@ -745,15 +769,7 @@ async fn required_with_owen_and(
         tweak(c);
     })
     .await;
-    s.register("owen").await;
-    let token = smtp
-        .wait_for("owen@example.com", 1)
-        .await
-        .token("/account/verify-email");
-    let r = s
-        .post("/v1/auth/email/confirm", json!({"token": token}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    register_confirmed(&s, smtp, "owen", 1).await;
     s
 }
 
@@ -861,20 +877,10 @@ async fn with_required_verification_a_taken_address_registers_and_answers_like_a
     }
     // The new address gets a link per registration; only the newest works, and
     // it creates the account the second registration answered with.
-    let first = smtp
-        .wait_for("fresh@example.com", 1)
-        .await
-        .token("/account/verify-email");
-    let newest = smtp
-        .wait_for("fresh@example.com", 2)
-        .await
-        .token("/account/verify-email");
+    let first = verify_token(&smtp, "fresh@example.com", 1).await;
+    let newest = verify_token(&smtp, "fresh@example.com", 2).await;
     refused_confirmation(&s, &first).await;
-    let r = s
-        .post("/v1/auth/email/confirm", json!({"token": newest}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let user: Value = r.json().await.unwrap();
+    let user = confirmed(&s, &newest).await;
     assert_eq!(user["user"]["username"], "fresh");
     assert_eq!(user["user"]["email_verified"], true);
     refused_confirmation(&s, &newest).await;
@@ -896,15 +902,7 @@ async fn with_required_verification_an_email_change_to_a_taken_address_answers_l
     }
     let smtp = SmtpServer::start();
     let s = required_with_owen(&smtp).await;
-    s.register("nina").await;
-    let nina_link = smtp
-        .wait_for("nina@example.com", 1)
-        .await
-        .token("/account/verify-email");
-    let r = s
-        .post("/v1/auth/email/confirm", json!({"token": nina_link}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    register_confirmed(&s, &smtp, "nina", 1).await;
     // Owen moves towards nina's (taken) address, nina towards a free one; each
     // first asks for an address of their own, whose link the second request
     // must supersede alike.
@@ -924,8 +922,7 @@ async fn with_required_verification_an_email_change_to_a_taken_address_answers_l
                 .unwrap();
             assert_eq!(r.status(), StatusCode::ACCEPTED, "{name} -> {email}");
         }
-        let own_link = smtp.wait_for(own, 1).await.token("/account/verify-email");
-        refused_confirmation(&s, &own_link).await;
+        refused_confirmation(&s, &verify_token(&smtp, own, 1).await).await;
     }
     // The free address gets its link; the taken one nothing.
     smtp.wait_for("free@example.com", 1).await;
@@ -947,10 +944,7 @@ async fn a_new_confirmation_link_is_sent_without_signing_in_and_says_nothing_abo
     let smtp = SmtpServer::start();
     let s = required_with_owen(&smtp).await;
     s.register("pia").await;
-    let first = smtp
-        .wait_for("pia@example.com", 1)
-        .await
-        .token("/account/verify-email");
+    let first = verify_token(&smtp, "pia@example.com", 1).await;
     // Mallory's registration of owen's address has no link to renew.
     let r = s
         .post(
@@ -981,15 +975,9 @@ async fn a_new_confirmation_link_is_sent_without_signing_in_and_says_nothing_abo
     )
     .await;
     // Only the pending registration gets a link; it replaces the first.
-    let second = smtp
-        .wait_for("pia@example.com", 2)
-        .await
-        .token("/account/verify-email");
+    let second = verify_token(&smtp, "pia@example.com", 2).await;
     refused_confirmation(&s, &first).await;
-    let r = s
-        .post("/v1/auth/email/confirm", json!({"token": second}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    confirmed(&s, &second).await;
     s.login("pia").await;
     // By now any mail the other two would have caused is delivered: none was.
     assert_eq!(smtp.count_to("owen@example.com"), 2);
@@ -1004,23 +992,14 @@ async fn a_new_confirmation_link_reaches_an_unconfirmed_account_unless_verificat
     let smtp = SmtpServer::start();
     let s = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
     s.user("uma").await;
-    let first = smtp
-        .wait_for("uma@example.com", 1)
-        .await
-        .token("/account/verify-email");
+    let first = verify_token(&smtp, "uma@example.com", 1).await;
     let r = s
         .post("/v1/auth/email/resend", json!({"email": "uma@example.com"}))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let second = smtp
-        .wait_for("uma@example.com", 2)
-        .await
-        .token("/account/verify-email");
+    let second = verify_token(&smtp, "uma@example.com", 2).await;
     refused_confirmation(&s, &first).await;
-    let r = s
-        .post("/v1/auth/email/confirm", json!({"token": second}))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
+    confirmed(&s, &second).await;
     // Confirmed now: asking again sends nothing.
     let r = s
         .post("/v1/auth/email/resend", json!({"email": "uma@example.com"}))
